@@ -1,0 +1,186 @@
+"""The variational autoencoder that vae_mnist.py trains and the anomaly and latent-space scripts reuse.
+
+Model: q(z|x) = N(mu(x), diag(exp(logvar(x)))), p(z) = N(0, I), p(x|z) = Bernoulli(sigmoid(decoder(z))) per pixel,
+with MNIST's grey levels in [0, 1] as the Bernoulli targets, as in pytorch/examples' vae so the numbers compare.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from common import data, runs
+
+# The VAE's training recipe, shared by every script that trains one (each becomes a --flag there).
+SETTINGS = {
+    "epochs": (12, "passes over the 60k training images"),
+    "batch_size": (128, "images per Adam step"),
+    "lr": (2e-3, "peak Adam learning rate: linear warm-up over the first epoch, cosine decay to 0"),
+    "latent_dim": (32, "size of z"),
+    "channels": (16, "convolution channels of the first encoder layer (the second has twice as many)"),
+    "hidden": (256, "width of the fully connected layer on each side of z"),
+}
+
+
+class ConvVAE(nn.Module):
+    """Two strided convolutions and a hidden layer down to (mu, logvar); the mirror image back to pixel logits."""
+
+    def __init__(self, latent_dim=32, channels=32, hidden=512):
+        super().__init__()
+        self.config = dict(latent_dim=latent_dim, channels=channels, hidden=hidden)
+        c = channels
+        self.encoder = nn.Sequential(                           # 1 x 28 x 28 in [0, 1]
+            nn.Conv2d(1, c, 4, stride=2, padding=1), nn.ReLU(),      # c x 14 x 14
+            nn.Conv2d(c, 2 * c, 4, stride=2, padding=1), nn.ReLU(),  # 2c x 7 x 7
+            nn.Flatten(),
+            nn.Linear(2 * c * 7 * 7, hidden), nn.ReLU(),
+            nn.Linear(hidden, 2 * latent_dim),                       # mu and logvar
+        )
+        self.decoder = nn.Sequential(                           # latent_dim
+            nn.Linear(latent_dim, hidden), nn.ReLU(),
+            nn.Linear(hidden, 2 * c * 7 * 7), nn.ReLU(),
+            nn.Unflatten(1, (2 * c, 7, 7)),                          # 2c x 7 x 7
+            nn.ConvTranspose2d(2 * c, c, 4, stride=2, padding=1), nn.ReLU(),  # c x 14 x 14
+            nn.ConvTranspose2d(c, 1, 4, stride=2, padding=1),        # 1 x 28 x 28 Bernoulli logits
+        )
+
+    def encode(self, x):
+        mu, logvar = self.encoder(x).chunk(2, dim=1)
+        return mu, logvar
+
+    def decode(self, z):
+        return self.decoder(z)
+
+    def forward(self, x):
+        mu, logvar = self.encode(x)
+        # Reparameterisation trick: z = mu + sigma * eps keeps the sample differentiable in mu and sigma.
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        return self.decode(z), mu, logvar
+
+
+def negative_elbo(model, x):
+    """Per image: reconstruction = -log p(x|z) for one z ~ q(z|x), and KL(q(z|x) || N(0, I)).
+
+    Their sum is the negative evidence lower bound (Kingma & Welling 2014, eq. 10); the KL has the closed form of
+    their Appendix B, -1/2 * sum(1 + logvar - mu^2 - exp(logvar)).
+    """
+    logits, mu, logvar = model(x)
+    reconstruction = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+    kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)
+    return reconstruction, kl
+
+
+@torch.no_grad()
+def evaluate(model, images, batch_size=1000):
+    """Mean (negative ELBO, reconstruction, KL) in nats per image over uint8 ``images``."""
+    model.eval()
+    totals = torch.zeros(2, device=images.device)
+    for batch in images.split(batch_size):
+        reconstruction, kl = negative_elbo(model, data.to_unit_range(batch))
+        totals += torch.stack([reconstruction.sum(), kl.sum()])
+    reconstruction, kl = (totals / len(images)).tolist()
+    return reconstruction + kl, reconstruction, kl
+
+
+def learning_rate(peak, step, warmup_steps, total_steps):
+    """Linear warm-up, then cosine decay to 0: a function of the step alone, so resuming needs no scheduler state."""
+    if step < warmup_steps:
+        return peak * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return peak * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def train_vae(cfg, train_images, test_images, device, checkpoint_path, log=print):
+    """Train (or, with ``cfg.resume``, continue training) a ConvVAE; checkpoint after every epoch.
+
+    ``cfg`` carries the SETTINGS above plus ``seed`` and ``resume``. Returns (model, history), where history holds
+    one value per epoch of train/test loss, reconstruction and KL.
+    """
+    runs.seed_everything(cfg.seed)  # the initial weights are the seed's too
+    model = ConvVAE(cfg.latent_dim, cfg.channels, cfg.hidden).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)
+    history = {f"{split}_{term}": [] for split in ("train", "test") for term in ("loss", "reconstruction", "kl")}
+    history["seconds"] = []
+    first_epoch = 1
+    if cfg.resume and checkpoint_path.exists():
+        checkpoint = runs.load_checkpoint(checkpoint_path, device)
+        model = ConvVAE(**checkpoint["model_config"]).to(device)
+        model.load_state_dict(checkpoint["model"])
+        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        history, first_epoch = checkpoint["history"], checkpoint["epoch"] + 1
+        log(f"resuming from {checkpoint_path} after epoch {checkpoint['epoch']}")
+
+    steps_per_epoch = math.ceil(len(train_images) / cfg.batch_size)
+    total_steps = cfg.epochs * steps_per_epoch
+    for epoch in range(first_epoch, cfg.epochs + 1):
+        generator = runs.seed_epoch(cfg.seed, epoch)
+        timer = runs.Timer(device)
+        model.train()
+        totals = torch.zeros(2, device=device)  # summed on the device: no GPU sync per step
+        batches = runs.progress(data.shuffled_batches(len(train_images), cfg.batch_size, generator, device),
+                                epoch, cfg.epochs)
+        for step, index in enumerate(batches, start=(epoch - 1) * steps_per_epoch):
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(cfg.lr, step, steps_per_epoch, total_steps)
+            reconstruction, kl = negative_elbo(model, data.to_unit_range(train_images[index]))
+            loss = (reconstruction + kl).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            totals += torch.stack([reconstruction.sum(), kl.sum()]).detach()
+            if step % 50 == 0:
+                batches.set_postfix(loss=f"{loss.item():.1f}")
+        train_reconstruction, train_kl = (totals / len(train_images)).tolist()
+        test_loss, test_reconstruction, test_kl = evaluate(model, test_images)
+        for name, value in [("train_loss", train_reconstruction + train_kl),
+                            ("train_reconstruction", train_reconstruction), ("train_kl", train_kl),
+                            ("test_loss", test_loss), ("test_reconstruction", test_reconstruction),
+                            ("test_kl", test_kl), ("seconds", timer.elapsed())]:
+            history[name].append(value)
+        runs.save_checkpoint(checkpoint_path, model=model.state_dict(), model_config=model.config,
+                             optimizer=optimizer.state_dict(), epoch=epoch, history=history)
+        log(f"epoch {epoch:3d}/{cfg.epochs}  train -ELBO {history['train_loss'][-1]:7.2f}  "
+            f"test -ELBO {test_loss:7.2f} (reconstruction {test_reconstruction:6.2f} + KL {test_kl:5.2f})  "
+            f"{history['seconds'][-1]:5.1f} s")
+    return model, history
+
+
+def load_vae(checkpoint_path, device):
+    """Rebuild a trained ConvVAE from its checkpoint alone (no flags needed); returns (model, checkpoint)."""
+    checkpoint = runs.load_checkpoint(checkpoint_path, device)
+    model = ConvVAE(**checkpoint["model_config"]).to(device)
+    model.load_state_dict(checkpoint["model"])
+    return model.eval(), checkpoint
+
+
+@torch.no_grad()
+def importance_weighted_nll(model, images, samples=64, batch_size=250):
+    """Estimate of -log p(x) in nats per image from ``samples`` importance samples (Burda et al. 2016, eq. 8).
+
+    log p(x) >= log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x): tighter than the ELBO, exact as k grows.
+    """
+    model.eval()
+    total = 0.0
+    log_2pi = math.log(2 * math.pi)
+    for batch in images.split(batch_size):
+        x = data.to_unit_range(batch)
+        mu, logvar = model.encode(x)
+        eps = torch.randn(samples, *mu.shape, device=mu.device)
+        z = mu + eps * torch.exp(0.5 * logvar)                                 # k x B x D
+        logits = model.decode(z.flatten(0, 1)).view(samples, *x.shape)
+        log_p_x_given_z = -F.binary_cross_entropy_with_logits(
+            logits, x.expand_as(logits), reduction="none").flatten(2).sum(2)   # k x B
+        log_p_z = -0.5 * (z.pow(2) + log_2pi).sum(2)
+        log_q_z = -0.5 * (eps.pow(2) + logvar + log_2pi).sum(2)
+        log_weights = log_p_x_given_z + log_p_z - log_q_z
+        total -= (torch.logsumexp(log_weights, dim=0) - math.log(samples)).sum().item()
+    return total / len(images)
+
+
+@torch.no_grad()
+def active_units(model, images, threshold=0.01, batch_size=1000):
+    """Latent dimensions whose posterior mean varies across images: Cov_x(E_q[z_u]) > 0.01 (Burda et al. 2016)."""
+    model.eval()
+    means = torch.cat([model.encode(data.to_unit_range(batch))[0] for batch in images.split(batch_size)])
+    return int((means.var(dim=0) > threshold).sum())

@@ -1,0 +1,142 @@
+"""Unit tests of common/: data, batching, settings, checkpoints, resume and seeding."""
+import argparse
+from pathlib import Path
+
+import pytest
+import torch
+
+from common import cli, data, runs, vae
+
+
+def test_real_mnist_shapes_dtype_range_and_labels(data_dir):
+    train_images, train_labels = data.load_mnist(data_dir, train=True)
+    test_images, test_labels = data.load_mnist(data_dir, train=False)
+    assert train_images.shape == (60000, 1, 28, 28) and test_images.shape == (10000, 1, 28, 28)
+    assert train_images.dtype == torch.uint8 and train_labels.dtype == torch.int64
+    assert int(train_images.min()) == 0 and int(train_images.max()) == 255
+    # The published class counts of MNIST's test set: 980 zeros, 1135 ones, ..., 1009 nines.
+    assert torch.bincount(test_labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    assert torch.bincount(train_labels).tolist()[1] == 6742
+    unit = data.to_unit_range(test_images[:100])
+    signed = data.to_signed_range(test_images[:100])
+    assert unit.min() == 0 and unit.max() == 1 and signed.min() == -1 and signed.max() == 1
+
+
+def test_fashion_mnist_and_limit(data_dir):
+    images, labels = data.load_mnist(data_dir, train=True, name="fashion-mnist", limit=500)
+    assert images.shape == (500, 1, 28, 28) and set(labels.tolist()) == set(range(10))
+    mnist, _ = data.load_mnist(data_dir, train=True, limit=500)
+    assert not torch.equal(images, mnist)
+
+
+def test_missing_data_folder_is_one_clear_error(tmp_path):
+    with pytest.raises(cli.UserError) as error:
+        data.load_mnist(tmp_path / "nowhere")
+    message = str(error.value)
+    assert "\n" not in message and str(tmp_path / "nowhere") in message and data.DATA_ENV in message
+
+
+def test_batches_visit_every_example_once_in_a_new_order_each_epoch():
+    first = data.shuffled_batches(1000, 128, torch.Generator().manual_seed(1))
+    second = data.shuffled_batches(1000, 128, torch.Generator().manual_seed(2))
+    assert [len(batch) for batch in first] == [128] * 7 + [104]
+    assert sorted(torch.cat(first).tolist()) == list(range(1000))
+    assert not torch.equal(torch.cat(first), torch.cat(second))
+
+
+def test_settings_become_flags_and_bad_values_are_user_errors():
+    settings = {**cli.TRAINING_SETTINGS, "lr": (1e-3, "learning rate")}
+    cfg = cli.parse(settings, "test", ["--batch-size", "64", "--lr", "0.01", "--resume"])
+    assert (cfg.batch_size, cfg.lr, cfg.resume, cfg.epochs) == (64, 0.01, True, 10)
+    for argv, expected in [(["--epochs", "-1"], "--epochs must be >= 0"), (["--bogus"], "unrecognized"),
+                           (["--epochs", "two"], "invalid int")]:
+        with pytest.raises(cli.UserError, match=expected):
+            cli.parse(settings, "test", argv)
+
+
+def test_unknown_device_is_a_user_error():
+    with pytest.raises(cli.UserError, match="--device must be one of"):
+        runs.pick_device("tpu")
+    assert runs.pick_device("cpu").type == "cpu"
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "metrics.json"
+    runs.write_json(path, {"loss": 1.0})
+
+    def fail(temporary):
+        Path(temporary).write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        runs.atomic_write(path, fail)
+    assert path.read_text().startswith('{\n  "loss": 1.0') and list(tmp_path.iterdir()) == [path]
+
+
+def test_checkpoint_round_trip_rebuilds_an_identical_model(tmp_path):
+    model = vae.ConvVAE(latent_dim=4, channels=4, hidden=16)
+    runs.save_checkpoint(tmp_path / "c.pt", model=model.state_dict(), model_config=model.config, epoch=3,
+                         history={"test_loss": [1.5]})
+    rebuilt, checkpoint = vae.load_vae(tmp_path / "c.pt", "cpu")
+    assert checkpoint["epoch"] == 3 and rebuilt.config == model.config
+    z = torch.randn(5, 4)
+    assert torch.equal(rebuilt.decode(z), model.eval().decode(z))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "missing"])
+def test_damaged_checkpoint_is_one_clear_error(tmp_path, damage):
+    path = tmp_path / "c.pt"
+    model = vae.ConvVAE(latent_dim=4, channels=4, hidden=16)
+    runs.save_checkpoint(path, model=model.state_dict(), model_config=model.config)
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[:500])
+    elif damage == "garbage":
+        path.write_bytes(b"not a checkpoint")
+    else:
+        path.unlink()
+    with pytest.raises(cli.UserError) as error:
+        vae.load_vae(path, "cpu")
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+def tiny_vae_config(epochs, resume=False, seed=0):
+    return argparse.Namespace(epochs=epochs, batch_size=64, lr=2e-3, latent_dim=4, channels=4, hidden=32,
+                              seed=seed, resume=resume)
+
+
+def tiny_mnist(data_dir):
+    train, _ = data.load_mnist(data_dir, train=True, limit=512)
+    test, _ = data.load_mnist(data_dir, train=False, limit=256)
+    return train, test
+
+
+def interrupt_after(epoch):
+    """A log function that stops training like Ctrl-C right after epoch ``epoch`` is checkpointed."""
+    def log(line):
+        if line.startswith(f"epoch {epoch:3d}/"):
+            raise KeyboardInterrupt
+    return log
+
+
+def test_resumed_run_ends_where_an_uninterrupted_one_does(data_dir, tmp_path):
+    train, test = tiny_mnist(data_dir)
+    cpu = torch.device("cpu")
+    whole_model, whole = vae.train_vae(tiny_vae_config(3), train, test, cpu, tmp_path / "a.pt", log=print)
+    with pytest.raises(KeyboardInterrupt):
+        vae.train_vae(tiny_vae_config(3), train, test, cpu, tmp_path / "b.pt", log=interrupt_after(2))
+    assert torch.load(tmp_path / "b.pt", weights_only=True)["epoch"] == 2
+    resumed_model, resumed = vae.train_vae(tiny_vae_config(3, resume=True), train, test, cpu, tmp_path / "b.pt",
+                                           log=print)
+    for key in ("train_loss", "test_loss", "test_kl"):
+        assert resumed[key] == whole[key]
+    for name, weight in whole_model.state_dict().items():
+        assert torch.equal(weight, resumed_model.state_dict()[name]), name
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers(data_dir, tmp_path):
+    train, test = tiny_mnist(data_dir)
+    cpu = torch.device("cpu")
+    runs_ = [vae.train_vae(tiny_vae_config(1, seed=seed), train, test, cpu, tmp_path / f"{i}.pt",
+                           log=lambda _: None)[1] for i, seed in enumerate([7, 7, 8])]
+    assert runs_[0]["test_loss"] == runs_[1]["test_loss"]
+    assert runs_[0]["test_loss"] != runs_[2]["test_loss"]
