@@ -4,6 +4,8 @@ Model: q(z|x) = N(mu(x), diag(exp(logvar(x)))), p(z) = N(0, I), p(x|z) = Bernoul
 with MNIST's grey levels in [0, 1] as the Bernoulli targets, as in pytorch/examples' vae so the numbers compare.
 """
 import math
+from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -184,3 +186,24 @@ def active_units(model, images, threshold=0.01, batch_size=1000):
     model.eval()
     means = torch.cat([model.encode(data.to_unit_range(batch))[0] for batch in images.split(batch_size)])
     return int((means.var(dim=0) > threshold).sum())
+
+
+# The flag of every script that reuses vae_mnist.py's model.
+CHECKPOINT_SETTINGS = {
+    "vae_checkpoint": ("outputs/vae_mnist/checkpoint.pt",
+                       "the trained VAE to use; if absent, one is trained there first with vae_mnist.py's defaults"),
+}
+
+
+def load_or_train_vae(checkpoint_path, data_dir, device, seed=0, log=print):
+    """The VAE saved at ``checkpoint_path``, trained there first with the default recipe if the file is absent."""
+    checkpoint_path = Path(checkpoint_path)
+    if not checkpoint_path.exists():
+        log(f"no VAE at {checkpoint_path}: training one with vae_mnist.py's defaults first")
+        cfg = SimpleNamespace(**{name: default for name, (default, _) in SETTINGS.items()}, seed=seed, resume=False)
+        train_images, _ = data.load_mnist(data_dir, train=True, device=device)
+        test_images, _ = data.load_mnist(data_dir, train=False, device=device)
+        checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
+        train_vae(cfg, train_images, test_images, device, checkpoint_path, log)
+    model, _ = load_vae(checkpoint_path, device)
+    return model
