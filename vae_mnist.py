@@ -23,9 +23,12 @@ SETTINGS = {
 
 def plot_curves(history, out):
     epochs = range(1, len(history["test_loss"]) + 1)
+    # The first epoch's training loss, averaged over a model that starts from noise, would flatten the rest.
+    top = max(history["test_loss"] + history["train_loss"][1:]) + 2
     plots.plot_curves(out / "elbo.png", {"train": (epochs, history["train_loss"]),
                                          "test": (epochs, history["test_loss"])},
-                      "epoch", "negative ELBO (nats per image)", "VAE on MNIST: loss = -ELBO")
+                      "epoch", "negative ELBO (nats per image)", "VAE on MNIST: loss = -ELBO",
+                      ylim=(min(history["test_loss"] + history["train_loss"]) - 2, top))
     plots.plot_curves(out / "kl.png", {"train": (epochs, history["train_kl"]),
                                        "test": (epochs, history["test_kl"])},
                       "epoch", "KL(q(z|x) || p(z)) (nats per image)", "VAE on MNIST: KL term")

@@ -19,8 +19,11 @@ def save_figure(figure, path):
     plt.close(figure)
 
 
-def plot_curves(path, series, xlabel, ylabel, title, logy=False):
-    """Line plot of named series: ``{label: values}`` (x = 1, 2, ...) or ``{label: (x, values)}``."""
+def plot_curves(path, series, xlabel, ylabel, title, logy=False, ylim=None):
+    """Line plot of named series: ``{label: values}`` (x = 1, 2, ...) or ``{label: (x, values)}``.
+
+    ``ylim`` = (low, high) zooms in on the part that matters, e.g. past a first epoch that is off the scale.
+    """
     figure, axes = plt.subplots(figsize=(6, 4))
     for label, values in series.items():
         x, y = values if isinstance(values, tuple) else (np.arange(1, len(values) + 1), values)
@@ -28,6 +31,8 @@ def plot_curves(path, series, xlabel, ylabel, title, logy=False):
     axes.set(xlabel=xlabel, ylabel=ylabel, title=title)
     if logy:
         axes.set_yscale("log")
+    if ylim:
+        axes.set_ylim(*ylim)
     axes.grid(alpha=0.3)
     axes.legend()
     save_figure(figure, path)

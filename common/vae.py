@@ -16,33 +16,36 @@ from common import data, runs
 # The VAE's training recipe, shared by every script that trains one (each becomes a --flag there).
 SETTINGS = {
     "epochs": (12, "passes over the 60k training images"),
-    "batch_size": (128, "images per Adam step"),
-    "lr": (2e-3, "peak Adam learning rate: linear warm-up over the first epoch, cosine decay to 0"),
+    "batch_size": (64, "images per Adam step"),
+    "lr": (3e-3, "peak Adam learning rate: linear warm-up over the first epoch, cosine decay to 0"),
     "latent_dim": (32, "size of z"),
-    "channels": (16, "convolution channels of the first encoder layer (the second has twice as many)"),
+    "channels": (16, "convolution channels next to the image (twice as many one layer further in)"),
     "hidden": (256, "width of the fully connected layer on each side of z"),
 }
 
 
 class ConvVAE(nn.Module):
-    """Two strided convolutions and a hidden layer down to (mu, logvar); the mirror image back to pixel logits."""
+    """Two strided convolutions and a hidden layer down to (mu, logvar); the mirror image back to pixel logits.
+
+    SiLU rather than ReLU: 2.4 nats lower test loss after 3 epochs here, for the same cost (BENCHMARKS.md).
+    """
 
     def __init__(self, latent_dim=32, channels=32, hidden=512):
         super().__init__()
         self.config = dict(latent_dim=latent_dim, channels=channels, hidden=hidden)
         c = channels
         self.encoder = nn.Sequential(                           # 1 x 28 x 28 in [0, 1]
-            nn.Conv2d(1, c, 4, stride=2, padding=1), nn.ReLU(),      # c x 14 x 14
-            nn.Conv2d(c, 2 * c, 4, stride=2, padding=1), nn.ReLU(),  # 2c x 7 x 7
+            nn.Conv2d(1, c, 4, stride=2, padding=1), nn.SiLU(),      # c x 14 x 14
+            nn.Conv2d(c, 2 * c, 4, stride=2, padding=1), nn.SiLU(),  # 2c x 7 x 7
             nn.Flatten(),
-            nn.Linear(2 * c * 7 * 7, hidden), nn.ReLU(),
+            nn.Linear(2 * c * 7 * 7, hidden), nn.SiLU(),
             nn.Linear(hidden, 2 * latent_dim),                       # mu and logvar
         )
         self.decoder = nn.Sequential(                           # latent_dim
-            nn.Linear(latent_dim, hidden), nn.ReLU(),
-            nn.Linear(hidden, 2 * c * 7 * 7), nn.ReLU(),
+            nn.Linear(latent_dim, hidden), nn.SiLU(),
+            nn.Linear(hidden, 2 * c * 7 * 7), nn.SiLU(),
             nn.Unflatten(1, (2 * c, 7, 7)),                          # 2c x 7 x 7
-            nn.ConvTranspose2d(2 * c, c, 4, stride=2, padding=1), nn.ReLU(),  # c x 14 x 14
+            nn.ConvTranspose2d(2 * c, c, 4, stride=2, padding=1), nn.SiLU(),  # c x 14 x 14
             nn.ConvTranspose2d(c, 1, 4, stride=2, padding=1),        # 1 x 28 x 28 Bernoulli logits
         )
 
@@ -99,19 +102,22 @@ def train_vae(cfg, train_images, test_images, device, checkpoint_path, log=print
     one value per epoch of train/test loss, reconstruction and KL.
     """
     runs.seed_everything(cfg.seed)  # the initial weights are the seed's too
-    model = ConvVAE(cfg.latent_dim, cfg.channels, cfg.hidden).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)
+    checkpoint = runs.load_checkpoint(checkpoint_path, device) if cfg.resume and checkpoint_path.exists() else None
+    model_config = checkpoint["model_config"] if checkpoint else dict(
+        latent_dim=cfg.latent_dim, channels=cfg.channels, hidden=cfg.hidden)
+    model = ConvVAE(**model_config).to(device)
+    # The fused Adam kernel (CPU and CUDA) does the whole update in one pass: ~20% faster steps on a CPU here.
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type in ("cpu", "cuda"))
     history = {f"{split}_{term}": [] for split in ("train", "test") for term in ("loss", "reconstruction", "kl")}
     history["seconds"] = []
     first_epoch = 1
-    if cfg.resume and checkpoint_path.exists():
-        checkpoint = runs.load_checkpoint(checkpoint_path, device)
-        model = ConvVAE(**checkpoint["model_config"]).to(device)
+    if checkpoint:
         model.load_state_dict(checkpoint["model"])
-        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)
         optimizer.load_state_dict(checkpoint["optimizer"])
         history, first_epoch = checkpoint["history"], checkpoint["epoch"] + 1
         log(f"resuming from {checkpoint_path} after epoch {checkpoint['epoch']}")
+    elif cfg.resume:
+        log(f"no checkpoint at {checkpoint_path} to resume from: starting from scratch")
 
     steps_per_epoch = math.ceil(len(train_images) / cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
