@@ -61,6 +61,9 @@ def atomic_write(path, write):
     os.close(handle)
     try:
         write(temporary)
+        umask = os.umask(0)  # mkstemp made the file private; give it the permissions a plain open() would
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):

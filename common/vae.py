@@ -15,9 +15,9 @@ from common import data, runs
 
 # The VAE's training recipe, shared by every script that trains one (each becomes a --flag there).
 SETTINGS = {
-    "epochs": (12, "passes over the 60k training images"),
+    "epochs": (10, "passes over the 60k training images"),
     "batch_size": (64, "images per Adam step"),
-    "lr": (3e-3, "peak Adam learning rate: linear warm-up over the first epoch, cosine decay to 0"),
+    "lr": (3e-3, "peak Adam learning rate: linear warm-up over the first tenth of training, cosine decay to 0"),
     "latent_dim": (32, "size of z"),
     "channels": (16, "convolution channels next to the image (twice as many one layer further in)"),
     "hidden": (256, "width of the fully connected layer on each side of z"),
@@ -130,7 +130,7 @@ def train_vae(cfg, train_images, test_images, device, checkpoint_path, log=print
                                 epoch, cfg.epochs)
         for step, index in enumerate(batches, start=(epoch - 1) * steps_per_epoch):
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate(cfg.lr, step, steps_per_epoch, total_steps)
+                group["lr"] = learning_rate(cfg.lr, step, total_steps // 10, total_steps)
             reconstruction, kl = negative_elbo(model, data.to_unit_range(train_images[index]))
             loss = (reconstruction + kl).mean()
             optimizer.zero_grad(set_to_none=True)
