@@ -17,7 +17,7 @@ METRICS = ["test_loss", "test_reconstruction", "test_kl", "train_loss", "active_
 def test_trains_on_a_subset_writes_every_output_and_samples_from_its_checkpoint(data_dir, tmp_path):
     out = tmp_path / "run"
     common = ["--data-dir", str(data_dir), "--out-dir", str(out), "--device", "cpu"]
-    metrics = vae_mnist.main(common + ["--limit", "4000", "--epochs", "3", "--batch-size", "64",
+    metrics = vae_mnist.main(common + ["--limit", "6000", "--epochs", "3", "--batch-size", "32",
                                        "--iw-samples", "4"])
     # Predicting every pixel's mean intensity, the best a model that ignores z can do, scores about 206 nats;
     # an untrained decoder about 543 (784 * ln 2). Only a model that encodes the digit gets far below.
