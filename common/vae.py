@@ -15,7 +15,7 @@ from common import data, runs
 
 # The VAE's training recipe, shared by every script that trains one (each becomes a --flag there).
 SETTINGS = {
-    "epochs": (10, "passes over the 60k training images"),
+    "epochs": (9, "passes over the 60k training images"),
     "batch_size": (64, "images per Adam step"),
     "lr": (3e-3, "peak Adam learning rate: linear warm-up over the first tenth of training, cosine decay to 0"),
     "latent_dim": (32, "size of z"),
