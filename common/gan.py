@@ -1,0 +1,232 @@
+"""The GAN pieces gan_mnist.py and dcgan_cifar10.py share: MLP networks, the loss, weight averaging, figures, loading.
+
+Every GAN checkpoint of the project holds ``architecture`` ("mlp" or "dcgan"), ``generator`` and
+``generator_config``, ``discriminator`` and ``discriminator_config``, ``optimizer_g``, ``optimizer_d``, ``epoch``
+and ``history``, and ``generator_ema`` where the run keeps an average of the generator's weights; ``load_generator``
+rebuilds the generator from the file alone. A generator maps z ~ N(0, I) of size ``config["latent_dim"]`` to images
+in [-1, 1] (Tanh), N x C x H x W.
+"""
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from common import cli, data, plots, runs
+from common.plots import plt
+
+
+class MLPGenerator(nn.Module):
+    """z -> fully connected layers with batch norm and ReLU -> Tanh pixels, the "simple GAN" generator."""
+
+    def __init__(self, latent_dim=64, hidden=(256, 512, 1024), image_shape=(1, 28, 28)):
+        super().__init__()
+        self.config = dict(latent_dim=latent_dim, hidden=list(hidden), image_shape=list(image_shape))
+        layers, width = [], latent_dim                                 # latent_dim
+        for size in hidden:
+            layers += [nn.Linear(width, size), nn.BatchNorm1d(size), nn.ReLU()]  # size
+            width = size
+        layers += [nn.Linear(width, math.prod(image_shape)), nn.Tanh(),          # C*H*W in [-1, 1]
+                   nn.Unflatten(1, tuple(image_shape))]                          # C x H x W
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z):
+        return self.net(z)
+
+
+class MinibatchStd(nn.Module):
+    """Appends the features' standard deviation across the batch, averaged, as one more feature (Karras et al. 2018,
+    sec. 3): a batch of near-identical fakes has a tell-tale low value, so D can punish a generator that collapses."""
+
+    def forward(self, h):
+        spread = h.std(dim=0, unbiased=False).mean().expand(len(h), 1)
+        return torch.cat([h, spread], dim=1)
+
+
+class MLPDiscriminator(nn.Module):
+    """Image -> fully connected layers with LeakyReLU(0.2) -> one logit (D(x) = sigmoid(logit))."""
+
+    def __init__(self, image_shape=(1, 28, 28), hidden=(512, 256), dropout=0.0, minibatch_std=True):
+        super().__init__()
+        self.config = dict(image_shape=list(image_shape), hidden=list(hidden), dropout=dropout,
+                           minibatch_std=minibatch_std)
+        layers, width = [nn.Flatten()], math.prod(image_shape)         # C*H*W
+        for size in hidden:
+            layers += [nn.Linear(width, size), nn.LeakyReLU(0.2)]      # size
+            if dropout:
+                layers.append(nn.Dropout(dropout))
+            width = size
+        if minibatch_std:
+            layers.append(MinibatchStd())                              # width + 1
+            width += 1
+        layers.append(nn.Linear(width, 1))                             # 1 logit
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.net(x).squeeze(1)
+
+
+def discriminator_loss(real_logits, fake_logits, real_target=1.0):
+    """-log D(x) - log(1 - D(G(z))), D = sigmoid(logit): the discriminator's side of Goodfellow et al. 2014, eq. 1.
+
+    ``real_target`` < 1 is one-sided label smoothing (Salimans et al. 2016, sec. 3.4): D is not rewarded for
+    ever more confident "real" calls, which keeps its gradients for G informative.
+    """
+    real = F.binary_cross_entropy_with_logits(real_logits, torch.full_like(real_logits, real_target))
+    fake = F.softplus(fake_logits).mean()                              # -log(1 - sigmoid(l)) = softplus(l)
+    return real + fake
+
+
+def generator_loss(fake_logits):
+    """Non-saturating generator loss -log D(G(z)) (Goodfellow et al. 2014, sec. 3).
+
+    Minimising log(1 - D(G(z))), the game of eq. 1, gives G almost no gradient early on, when D rejects its samples
+    with confidence; maximising log D(G(z)) has the same fixed point and strong gradients there.
+    """
+    return F.softplus(-fake_logits).mean()                             # -log sigmoid(l) = softplus(-l)
+
+
+@torch.no_grad()
+def update_average(average, model, decay):
+    """average <- decay * average + (1 - decay) * model, for weights; batch-norm statistics are copied.
+
+    Sampling from an exponential moving average of G's weights (Yazici et al. 2019) smooths out the oscillation of
+    the adversarial game: cleaner samples for no extra training.
+    """
+    for averaged, current in zip(average.parameters(), model.parameters()):
+        averaged.lerp_(current, 1 - decay)
+    for averaged, current in zip(average.buffers(), model.buffers()):
+        averaged.copy_(current)
+
+
+@torch.no_grad()
+def generate(generator, num_images, device, batch_size=1000, seed=None):
+    """``num_images`` uint8 images (CPU) from z ~ N(0, I); ``seed`` fixes z without touching the global generator."""
+    generator.eval()
+    rng = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
+    images = []
+    for start in range(0, num_images, batch_size):
+        z = torch.randn(min(batch_size, num_images - start), generator.config["latent_dim"], device=device,
+                        generator=rng)
+        images.append(data.to_uint8(generator(z), -1, 1))
+    return torch.cat(images)
+
+
+def load_generator(path, device):
+    """The generator a GAN checkpoint holds, rebuilt from the file alone; the weight average where the run kept one.
+
+    Returns (generator in eval mode, checkpoint). The DCGAN's module is imported only when a DCGAN file is loaded.
+    """
+    checkpoint = runs.load_checkpoint(path, device)
+    architecture = checkpoint.get("architecture")
+    if architecture == "mlp":
+        generator_class = MLPGenerator
+    elif architecture == "dcgan":
+        from common import dcgan
+        generator_class = dcgan.Generator
+    else:
+        raise cli.UserError(f"{path} is not a GAN checkpoint of this project (architecture {architecture!r}); "
+                            f"pass one written by gan_mnist.py or dcgan_cifar10.py")
+    generator = generator_class(**checkpoint["generator_config"]).to(device)
+    averaged = checkpoint.get("generator_ema")
+    generator.load_state_dict(averaged if averaged is not None else checkpoint["generator"])
+    return generator.eval(), checkpoint
+
+
+# ----- figures -----
+
+def smooth(values, window):
+    """Moving average over ``window`` steps (shorter at the ends), so per-iteration curves read as trends."""
+    values = np.asarray(values, dtype=float)
+    if len(values) < 2 or window < 2:
+        return values
+    kernel = np.ones(min(window, len(values)))
+    return np.convolve(values, kernel, mode="same") / np.convolve(np.ones(len(values)), kernel, mode="same")
+
+
+def plot_losses(path, history, title):
+    """G and D loss per iteration (faint: raw, solid: smoothed) beside their means per epoch.
+
+    Reads ``history["step_loss_g"]``, ``["step_loss_d"]`` (one value per iteration) and ``["loss_g"]``,
+    ``["loss_d"]`` (one per epoch).
+    """
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    steps_per_epoch = len(history["step_loss_g"]) / max(1, len(history["loss_g"]))
+    window = max(1, round(steps_per_epoch / 5))
+    for key, label, color in [("step_loss_d", "discriminator", "C0"), ("step_loss_g", "generator", "C1")]:
+        x = np.arange(1, len(history[key]) + 1) / steps_per_epoch
+        left.plot(x, history[key], color=color, alpha=0.15, linewidth=0.5)
+        left.plot(x, smooth(history[key], window), color=color, label=f"{label} (mean of {window} iterations)")
+    left.set(xlabel="epoch", ylabel="loss", title="per iteration")
+    epochs = np.arange(1, len(history["loss_g"]) + 1)
+    right.plot(epochs, history["loss_d"], "o-", color="C0", markersize=3, label="discriminator")
+    right.plot(epochs, history["loss_g"], "o-", color="C1", markersize=3, label="generator")
+    right.set(xlabel="epoch", ylabel="mean loss over the epoch", title="per epoch")
+    for axes in (left, right):
+        axes.grid(alpha=0.3)
+        axes.legend()
+    figure.suptitle(title)
+    plots.save_figure(figure, path)
+
+
+def plot_discriminator_outputs(path, history, title):
+    """Mean D(x) on real and D(G(z)) on generated batches, per iteration (smoothed), from
+    ``history["step_d_real"]`` and ``["step_d_fake"]``; at the game's equilibrium both sit at 1/2."""
+    figure, axes = plt.subplots(figsize=(6.5, 4))
+    steps_per_epoch = len(history["step_d_real"]) / max(1, len(history["loss_g"]))
+    window = max(1, round(steps_per_epoch / 5))
+    for key, label, color in [("step_d_real", "D(x), real images", "C2"), ("step_d_fake", "D(G(z)), generated",
+                                                                             "C3")]:
+        x = np.arange(1, len(history[key]) + 1) / steps_per_epoch
+        axes.plot(x, history[key], color=color, alpha=0.15, linewidth=0.5)
+        axes.plot(x, smooth(history[key], window), color=color, label=label)
+    axes.axhline(0.5, color="grey", linestyle=":", linewidth=1)
+    axes.set(xlabel="epoch", ylabel="mean discriminator output", ylim=(0, 1),
+             title=f"{title}\n(faint: each iteration; solid: mean of {window})")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    plots.save_figure(figure, path)
+
+
+def save_epoch_grid(path, images, epoch, title):
+    """The fixed-noise batch (uint8) after one epoch, as a square grid."""
+    plots.save_grid(path, data.to_unit_range(images), round(math.sqrt(len(images))), f"{title}, epoch {epoch}")
+
+
+def progress_epochs(num_epochs, count=5):
+    """The epochs the progress figure shows: the first, evenly spaced ones in between, the last."""
+    return sorted({round(1 + i * (num_epochs - 1) / (count - 1)) for i in range(count)}) if num_epochs > 1 else [1]
+
+
+def plot_progress(path, grids, title, count=5):
+    """The fixed-noise grids (``grids[e - 1]``: uint8 images after epoch e) of chosen epochs side by side."""
+    epochs = progress_epochs(len(grids), count)
+    ncols = round(math.sqrt(len(grids[0])))
+    figure, all_axes = plt.subplots(1, len(epochs), figsize=(2.6 * len(epochs), 3.0), squeeze=False)
+    for axes, epoch in zip(all_axes[0], epochs):
+        plots.show_tiles(axes, data.to_unit_range(grids[epoch - 1]), ncols, f"epoch {epoch}")
+    figure.suptitle(title)
+    plots.save_figure(figure, path)
+
+
+def plot_quality(path, history, title):
+    """Frechet distance, inception score and the rarest class's share over training, from ``history["quality_epoch"]``,
+    ``["frechet_distance"]``, ``["inception_score"]`` and ``["min_class_share"]``."""
+    epochs = history["quality_epoch"]
+    figure, (fd, score, share) = plt.subplots(1, 3, figsize=(13, 3.8))
+    fd.plot(epochs, history["frechet_distance"], "o-", markersize=3)
+    fd.set(ylabel="Frechet distance (lower is better)", yscale="log")
+    score.plot(epochs, history["inception_score"], "o-", markersize=3, color="C1")
+    score.set(ylabel="inception score (higher is better)")
+    classes = len(history["class_shares"][-1]) if history.get("class_shares") else 10
+    share.plot(epochs, np.array(history["min_class_share"]) * 100, "o-", markersize=3, color="C2",
+               label="rarest class")
+    share.axhline(100 / classes, color="grey", linestyle=":", label="balanced")
+    share.set(ylabel="share of generated images (%)", ylim=(0, None))
+    share.legend()
+    for axes in (fd, score, share):
+        axes.set(xlabel="epoch")
+        axes.grid(alpha=0.3)
+    figure.suptitle(f"{title}: generated images against the test set, in a classifier's eyes")
+    plots.save_figure(figure, path)
