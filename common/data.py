@@ -4,17 +4,22 @@ The airbench recipe without its CUDA-only parts: decode a dataset once, keep it 
 training images are 47 MB), draw each batch by indexing with a slice of a random permutation and scale it to floats
 on the device. There is no DataLoader and no per-image PIL transform in any training loop.
 """
+import hashlib
+import itertools
 import os
 from pathlib import Path
 
 import torch
-from torchvision import datasets
+from torchvision import datasets, io
 
+from common import runs
 from common.cli import UserError
 
 DATA_ENV = "GENMODELS_DATA"  # environment variable naming the data folder, like --data-dir
 DEFAULT_DATA_DIR = Path("data")  # torchvision downloads here when neither --data-dir nor $GENMODELS_DATA is set
 MNIST_LIKE = {"mnist": datasets.MNIST, "fashion-mnist": datasets.FashionMNIST}
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CACHE_DIR = DEFAULT_DATA_DIR / "cache"  # decoded image folders; never inside a folder the user named
 
 
 def data_folder(data_dir=None):
@@ -46,6 +51,90 @@ def load_mnist(data_dir=None, train=True, device="cpu", name="mnist", limit=0):
     if limit:
         images, labels = images[:limit], labels[:limit]
     return images.unsqueeze(1).to(device), labels.to(device)
+
+
+def load_cifar10(data_dir=None, train=True, device="cpu", limit=0, log=print):
+    """CIFAR-10 as (images, labels): uint8 N x 3 x 32 x 32 and int64 N, both on ``device``.
+
+    Reads torchvision's ``cifar-10-batches-py/`` when present (or downloads it into the default ./data), else the
+    image folder ``cifar10-jpeg/{train,test}/<class>/*.jpg``. The folder's JPEGs are decoded once (about 10 s for
+    the 50k training images) and the uint8 tensor cached under ./data/cache, never in the user's folder.
+    """
+    folder, may_download = data_folder(data_dir)
+    split = folder / "cifar10-jpeg" / ("train" if train else "test")
+    if (folder / datasets.CIFAR10.base_folder).is_dir() or (may_download and not split.is_dir()):
+        images, labels = _read_cifar10_batches(folder, train, may_download)
+    elif split.is_dir():
+        images, labels = _read_image_folder(split, limit, log)
+    else:
+        raise UserError(f"CIFAR-10 not found in {folder} (downloads go only to the default ./data): pass --data-dir "
+                        f"DIR or set {DATA_ENV}=DIR, where DIR holds {datasets.CIFAR10.base_folder}/ or "
+                        f"cifar10-jpeg/{split.name}/<class>/*.jpg")
+    if limit:
+        images, labels = images[:limit], labels[:limit]
+    return images.to(device), labels.to(device)
+
+
+def _read_cifar10_batches(folder, train, may_download):
+    try:
+        dataset = datasets.CIFAR10(folder, train=train, download=may_download)
+    except Exception as error:  # RuntimeError for missing or corrupt batches, URLError and others when offline
+        hint = "it could not be downloaded" if may_download else "its checksums do not match the original files"
+        raise UserError(f"CIFAR-10 not readable in {folder / datasets.CIFAR10.base_folder} ({hint}: "
+                        f"{error.__class__.__name__}); pass --data-dir DIR holding the original "
+                        f"{datasets.CIFAR10.base_folder}/ or cifar10-jpeg/<split>/<class>/*.jpg") from None
+    images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous()  # N x 32 x 32 x 3 -> N x 3 x 32 x 32
+    return images, torch.tensor(dataset.targets, dtype=torch.int64)
+
+
+def _read_image_folder(split, limit, log):
+    """Decode ``split/<class>/*.jpg``, in an order that interleaves the classes, through the cache when possible."""
+    per_class = [sorted((split / name).glob("*.jpg")) for name in CIFAR10_CLASSES]
+    empty = [name for name, paths in zip(CIFAR10_CLASSES, per_class) if not paths]
+    if len(empty) == len(CIFAR10_CLASSES):
+        raise UserError(f"no images in {split}: it must hold one folder of *.jpg images per CIFAR-10 class, "
+                        f"{split}/airplane/ to {split}/truck/")
+    if empty:
+        raise UserError(f"no *.jpg images in {split / empty[0]} ({len(empty)} of the 10 class folders are missing "
+                        f"or empty): every CIFAR-10 class needs its folder of images in {split}")
+    # Round robin over the classes (the first image of each class, then the second, ...): the first N images, which
+    # --limit keeps, then hold every class equally often, like the first N of torchvision's shuffled batches.
+    order = [(label, path) for rank in itertools.zip_longest(*per_class)
+             for label, path in enumerate(rank) if path is not None]
+    # The cache is named by the folder and its contents' counts and times, so a changed folder is decoded anew.
+    times = [(split / name).stat().st_mtime_ns for name in CIFAR10_CLASSES]
+    key = f"{split.resolve()}|{[len(paths) for paths in per_class]}|{times}"
+    cache = CACHE_DIR / f"cifar10-jpeg-{split.name}-{hashlib.sha1(key.encode()).hexdigest()[:12]}.pt"
+    if cache.exists():
+        cached = torch.load(cache, weights_only=True)
+        return cached["images"], cached["labels"]
+    if limit:  # a quick trial decodes only what it keeps
+        order = order[:limit]
+    else:
+        log(f"decoding {len(order)} JPEG images in {split} once; cached in {cache}")
+    encoded = [torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8) for _, path in order]
+    try:
+        decoded = io.decode_jpeg(encoded, mode=io.ImageReadMode.RGB)
+    except RuntimeError as error:
+        raise UserError(f"a file in {split} is not a readable JPEG ({error.__class__.__name__}); "
+                        f"delete or replace it") from None
+    wrong = next((path for (_, path), image in zip(order, decoded) if image.shape != (3, 32, 32)), None)
+    if wrong:
+        raise UserError(f"{wrong} is not a 32 x 32 image: the image folder must hold CIFAR-10's 32 x 32 images")
+    images = torch.stack(decoded)
+    labels = torch.tensor([label for label, _ in order], dtype=torch.int64)
+    if not limit:
+        try:
+            runs.atomic_write(cache, lambda temporary: torch.save({"images": images, "labels": labels}, temporary))
+        except OSError as error:  # a read-only working folder costs the decoding time again, nothing else
+            log(f"could not cache the decoded images in {cache} ({error.__class__.__name__})")
+    return images, labels
+
+
+def random_horizontal_flip(images):
+    """Mirror a random half of a batch left to right, on the batch's own device (no per-image work)."""
+    flip = torch.rand(len(images), device=images.device) < 0.5
+    return torch.where(flip[:, None, None, None], images.flip(3), images)
 
 
 def shuffled_batches(num_examples, batch_size, generator, device="cpu"):
