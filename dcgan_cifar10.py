@@ -1,0 +1,262 @@
+"""DCGAN on CIFAR-10 at 32 x 32: generated images beside real ones, judged by a classifier the project trains itself.
+
+The convolutional GAN of Radford et al. (2016) (common/dcgan.py) with their recipe: Adam at 2e-4 with beta1 0.5,
+batch 128, z of size 100, the non-saturating loss; D updated first on a real and a generated batch, then G. Real
+images get random horizontal flips, on the device. Sample quality is tracked after every epoch as the Frechet distance
+in the features of a small CIFAR-10 classifier (common/classifier.py), and the epoch with the lowest one is kept as
+best.pt beside the last checkpoint: DCGAN is known to degrade late in training. The well-known stabilisers are flags:
+--spectral-norm, --loss hinge, --lr-g/--lr-d (two time scales), --ema-decay (BENCHMARKS.md compares them).
+
+    python dcgan_cifar10.py                                  # CPU: about a minute per epoch on 2 cores
+    python dcgan_cifar10.py --device cuda --epochs 100       # GPU: bf16 autocast
+    python dcgan_cifar10.py --epochs 0 --num-samples 10000   # sample from the best checkpoint, no training
+
+Writes to outputs/dcgan_cifar10/: losses.png, discriminator.png, grids/epoch_NNN.png, progress.png, quality.png,
+real_vs_generated.png, metrics.json, config.json, checkpoint.pt, best.pt and, with --num-samples, samples.npz.
+"""
+import contextlib
+import copy
+
+import torch
+import torch.nn.functional as F
+
+from common import classifier, cli, data, dcgan, gan, plots, runs
+
+SETTINGS = {
+    **cli.TRAINING_SETTINGS,
+    **classifier.CIFAR10_SETTINGS,
+    "epochs": (15, "passes over the 50k training images"),
+    "batch_size": (128, "real images per step (and as many generated ones), the paper's 128"),
+    "latent_dim": (100, "size of z, the paper's 100"),
+    "base_channels": (48, "channels of G's last and D's first hidden layer, doubling layer by layer (paper: 128)"),
+    "lr_g": (2e-4, "Adam learning rate of G"),
+    "lr_d": (2e-4, "Adam learning rate of D; e.g. 4e-4 with --lr-g 1e-4 for two time scales (Heusel et al. 2017)"),
+    "beta1": (0.5, "Adam beta1 of both networks (beta2 = 0.999), as in Radford et al. 2016"),
+    "loss": ("bce", "bce (the non-saturating loss of Goodfellow et al. 2014) or hinge (Lim & Ye 2017)"),
+    "spectral_norm": (False, "spectral normalisation instead of batch norm in D (Miyato et al. 2018)"),
+    "ema_decay": (0.0, "sample from an exponential moving average of G's weights with this decay (0: off)"),
+    "quality_every": (1, "measure sample quality every N epochs (and always after the last)"),
+    "quality_samples": (5000, "generated and real test images per quality measurement during training"),
+    "final_samples": (10000, "generated and real test images for the final numbers in metrics.json"),
+    "sample_from": ("best", "generator of the final figures, metrics and samples: best (lowest tracked Frechet "
+                            "distance, best.pt) or last (checkpoint.pt)"),
+}
+
+GRID_SIZE = 64  # fixed-noise images shown after every epoch, 8 x 8
+
+
+def discriminator_loss(real_logits, fake_logits, loss):
+    """bce: -log D(x) - log(1 - D(G(z))) (common/gan.py). hinge: E[max(0, 1 - D(x))] + E[max(0, 1 + D(G(z)))] on the
+    logits (Lim & Ye 2017, eq. 7): D stops pushing on images it already separates by a margin."""
+    if loss == "hinge":
+        return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+    return gan.discriminator_loss(real_logits, fake_logits)
+
+
+def generator_loss(fake_logits, loss):
+    """bce: the non-saturating -log D(G(z)) (common/gan.py). hinge: -E[D(G(z))] on the logits (Lim & Ye 2017, eq. 8)."""
+    if loss == "hinge":
+        return -fake_logits.mean()
+    return gan.generator_loss(fake_logits)
+
+
+def train_step(generator, discriminator, optimizer_g, optimizer_d, real, cfg, autocast):
+    """One step of Goodfellow et al.'s Algorithm 1; returns (D loss, G loss, mean D(x), mean D(G(z))), on the device."""
+    with autocast:
+        fake = generator(torch.randn(len(real), cfg.latent_dim, device=real.device))
+
+        # (1) Update D on a real and a generated batch. G's output is detached: this step moves D only.
+        real_logits = discriminator(real)
+        fake_logits = discriminator(fake.detach())
+        loss_d = discriminator_loss(real_logits, fake_logits, cfg.loss)
+    optimizer_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    optimizer_d.step()
+
+    # (2) Update G against the D just updated. D's weights need no gradient here: skipping them saves a third of
+    # D's backward pass.
+    discriminator.requires_grad_(False)
+    with autocast:
+        loss_g = generator_loss(discriminator(fake), cfg.loss)
+    optimizer_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    optimizer_g.step()
+    discriminator.requires_grad_(True)
+    return torch.stack([loss_d, loss_g, torch.sigmoid(real_logits).mean(), torch.sigmoid(fake_logits).mean()]).detach()
+
+
+def precision(device):
+    """(autocast context, memory format) of the training step on ``device``.
+
+    channels_last (NHWC) everywhere: the tensor cores' native layout on a GPU, and 15% faster steps on this CPU too
+    (oneDNN's convolutions, bench/dcgan_speed.py). bf16 autocast on a GPU only (about twice the convolution
+    throughput; unlike fp16 it needs no loss scaling); a CPU stays in fp32, where bf16 convolutions are slower on most.
+    """
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    return autocast, torch.channels_last
+
+
+def build(cfg, device, checkpoint=None):
+    """G, D and their Adam optimizers, from the flags or from a checkpoint's configs and states."""
+    generator = dcgan.Generator(**(checkpoint["generator_config"] if checkpoint else
+                                   dict(latent_dim=cfg.latent_dim, base_channels=cfg.base_channels))).to(device)
+    discriminator = dcgan.Discriminator(**(checkpoint["discriminator_config"] if checkpoint else
+                                           dict(base_channels=cfg.base_channels,
+                                                spectral_norm=cfg.spectral_norm))).to(device)
+    memory_format = precision(device)[1]
+    generator.to(memory_format=memory_format)
+    discriminator.to(memory_format=memory_format)
+    fused = device.type in ("cpu", "cuda")  # one kernel for the whole Adam update
+    optimizer_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, 0.999), fused=fused)
+    optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, 0.999), fused=fused)
+    return generator, discriminator, optimizer_g, optimizer_d
+
+
+def train(cfg, train_images, device, out, quality):
+    """Train (or continue) G and D; checkpoint.pt after every epoch, best.pt whenever the tracked distance drops."""
+    runs.seed_everything(cfg.seed)  # the initial weights are the seed's too
+    checkpoint_path = out / "checkpoint.pt"
+    checkpoint = runs.load_checkpoint(checkpoint_path, device) if cfg.resume and checkpoint_path.exists() else None
+    generator, discriminator, optimizer_g, optimizer_d = build(cfg, device, checkpoint)
+    average = copy.deepcopy(generator)  # the weight average samples come from (a copy of G while ema_decay is 0)
+    history = {key: [] for key in ["step_loss_d", "step_loss_g", "step_d_real", "step_d_fake", "loss_d", "loss_g",
+                                   "d_real", "d_fake", "seconds", "grids", "quality_epoch", "frechet_distance",
+                                   "inception_score", "class_shares", "min_class_share"]}
+    first_epoch = 1
+    if checkpoint:
+        generator.load_state_dict(checkpoint["generator"])
+        ema = checkpoint["generator_ema"]  # None where the run kept no average: it was G itself
+        average.load_state_dict(ema if ema is not None else checkpoint["generator"])
+        discriminator.load_state_dict(checkpoint["discriminator"])
+        optimizer_g.load_state_dict(checkpoint["optimizer_g"])
+        optimizer_d.load_state_dict(checkpoint["optimizer_d"])
+        history, first_epoch = checkpoint["history"], checkpoint["epoch"] + 1
+        print(f"resuming from {checkpoint_path} after epoch {checkpoint['epoch']}")
+    elif cfg.resume:
+        print(f"no checkpoint at {checkpoint_path} to resume from: starting from scratch")
+    fixed_noise = torch.randn(GRID_SIZE, cfg.latent_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
+    autocast, memory_format = precision(device)
+    steps_per_epoch = -(-len(train_images) // cfg.batch_size)
+
+    for epoch in range(first_epoch, cfg.epochs + 1):
+        timer = runs.Timer(device)
+        generator.train()
+        discriminator.train()
+        steps = []  # per step: D loss, G loss, mean D(x), mean D(G(z)); kept on the device, no sync per step
+        batches = runs.progress(data.shuffled_batches(len(train_images), cfg.batch_size,
+                                                      runs.seed_epoch(cfg.seed, epoch), device), epoch, cfg.epochs)
+        for step, index in enumerate(batches, start=(epoch - 1) * steps_per_epoch):
+            real = data.to_signed_range(data.random_horizontal_flip(train_images[index]))  # B x 3 x 32 x 32, [-1, 1]
+            real = real.contiguous(memory_format=memory_format)
+            steps.append(train_step(generator, discriminator, optimizer_g, optimizer_d, real, cfg, autocast))
+            # The average warms up as in TensorFlow's ExponentialMovingAverage(num_updates): decay (1 + t) / (10 + t)
+            # until it reaches ema_decay, so the random initial weights do not linger in it for thousands of steps.
+            gan.update_average(average, generator, min(cfg.ema_decay, (1 + step) / (10 + step)))
+        steps = torch.stack(steps).T.tolist()
+        for key, values in zip(["loss_d", "loss_g", "d_real", "d_fake"], steps):
+            history["step_" + key] += values
+            history[key].append(sum(values) / len(values))
+        history["seconds"].append(timer.elapsed())  # training only: the speed the issue's bar is about
+
+        average.eval()
+        with torch.no_grad():
+            history["grids"].append(data.to_uint8(average(fixed_noise), -1, 1))
+        if epoch % cfg.quality_every == 0 or epoch == cfg.epochs:
+            scores = quality(average, cfg.quality_samples)
+            history["quality_epoch"].append(epoch)
+            for key in ["frechet_distance", "inception_score", "class_shares", "min_class_share"]:
+                history[key].append(scores[key])
+        state = dict(architecture="dcgan", generator=generator.state_dict(), generator_config=generator.config,
+                     generator_ema=average.state_dict() if cfg.ema_decay else None,
+                     discriminator=discriminator.state_dict(), discriminator_config=discriminator.config,
+                     optimizer_g=optimizer_g.state_dict(), optimizer_d=optimizer_d.state_dict(),
+                     epoch=epoch, history=history)
+        runs.save_checkpoint(checkpoint_path, **state)
+        line = (f"epoch {epoch:3d}/{cfg.epochs}  loss D {history['loss_d'][-1]:.3f}  G {history['loss_g'][-1]:.3f}  "
+                f"D(x) {history['d_real'][-1]:.2f}  D(G(z)) {history['d_fake'][-1]:.2f}")
+        if history["quality_epoch"][-1:] == [epoch]:
+            if history["frechet_distance"][-1] == min(history["frechet_distance"]):
+                runs.save_checkpoint(out / "best.pt", **state)
+            line += f"  FD {history['frechet_distance'][-1]:7.2f}  IS {history['inception_score'][-1]:.2f}"
+        print(f"{line}  {history['seconds'][-1]:5.1f} s", flush=True)
+
+
+def plot_figures(history, generator, real_images, out, device):
+    title = "DCGAN on CIFAR-10"
+    gan.plot_losses(out / "losses.png", history, f"{title}: losses")
+    gan.plot_discriminator_outputs(out / "discriminator.png", history, f"{title}: discriminator outputs")
+    for epoch, grid in enumerate(history["grids"], start=1):
+        gan.save_epoch_grid(out / "grids" / f"epoch_{epoch:03d}.png", grid, epoch, "Fixed noise")
+    gan.plot_progress(out / "progress.png", history["grids"], f"{title}: the same 64 z vectors after each epoch")
+    if history["quality_epoch"]:
+        gan.plot_quality(out / "quality.png", history, title)
+    # The same number of real and generated images, side by side at the same scale.
+    generated = gan.generate(generator, GRID_SIZE, device, seed=1)
+    real = real_images[torch.randperm(len(real_images), generator=torch.Generator().manual_seed(1))[:GRID_SIZE]]
+    figure, (left, right) = plots.plt.subplots(1, 2, figsize=(9, 4.9))
+    plots.show_tiles(left, data.to_unit_range(real), 8, "real: CIFAR-10 test images")
+    plots.show_tiles(right, data.to_unit_range(generated), 8, "generated: G(z), z ~ N(0, I)")
+    figure.suptitle(title)
+    plots.save_figure(figure, out / "real_vs_generated.png")
+
+
+def main(argv=None):
+    cfg = cli.parse(SETTINGS, __doc__, argv)
+    for name, choices in [("loss", ("bce", "hinge")), ("sample_from", ("best", "last"))]:
+        if getattr(cfg, name) not in choices:
+            raise cli.UserError(f"--{name.replace('_', '-')} must be one of {', '.join(choices)}, "
+                                f"got {getattr(cfg, name)!r}")
+    if not 0 <= cfg.ema_decay < 1:
+        raise cli.UserError(f"--ema-decay must be in [0, 1), got {cfg.ema_decay}")
+    device = runs.pick_device(cfg.device)
+    out = runs.output_folder(__file__, cfg.out_dir)
+    runs.write_json(out / "config.json", vars(cfg))
+    test_images, _ = data.load_cifar10(cfg.data_dir, train=False, device=device)
+    judge, judge_accuracy = classifier.cifar10_classifier(cfg.data_dir, device, cfg.classifier)
+    real_features, _ = classifier.features_and_probabilities(
+        judge, test_images[:max(cfg.quality_samples, cfg.final_samples)])
+
+    def quality(generator, num_images):
+        # The same number of real test images as generated ones: the distance's bias depends on both counts.
+        return classifier.sample_quality(judge, gan.generate(generator, num_images, device, seed=cfg.seed).to(device),
+                                         real_features[:num_images])
+
+    if cfg.epochs:
+        train_images, _ = data.load_cifar10(cfg.data_dir, train=True, device=device, limit=cfg.limit)
+        train(cfg, train_images, device, out, quality)
+    history = runs.load_checkpoint(out / "checkpoint.pt", device)["history"]
+    generator, checkpoint = gan.load_generator(out / ("best.pt" if cfg.sample_from == "best" else "checkpoint.pt"),
+                                               device)
+
+    plot_figures(history, generator, test_images, out, device)
+    final = quality(generator, cfg.final_samples)
+    best_index = history["frechet_distance"].index(min(history["frechet_distance"]))
+    metrics = {
+        **final,
+        "sampled_epoch": checkpoint["epoch"],
+        "best_epoch": history["quality_epoch"][best_index],
+        "tracked_frechet_distance_best": history["frechet_distance"][best_index],
+        "tracked_frechet_distance_last": history["frechet_distance"][-1],
+        "classifier_test_accuracy": judge_accuracy,
+        "loss_d": history["loss_d"][-1],
+        "loss_g": history["loss_g"][-1],
+        "d_real": history["d_real"][-1],
+        "d_fake": history["d_fake"][-1],
+        "epochs": len(history["loss_d"]),
+        "train_seconds": sum(history["seconds"]),
+        "seconds_per_epoch": sum(history["seconds"]) / len(history["seconds"]),
+    }
+    runs.write_json(out / "metrics.json", metrics)
+    print("  ".join(f"{key} {value:.3f}" if isinstance(value, float) else f"{key} {value}"
+                    for key, value in metrics.items() if key != "class_shares"))
+    print("class shares (%): " + " ".join(f"{name}:{100 * share:.1f}"
+                                          for name, share in zip(data.CIFAR10_CLASSES, final["class_shares"])))
+
+    if cfg.num_samples:
+        runs.write_samples(out / "samples.npz", gan.generate(generator, cfg.num_samples, device, seed=cfg.seed + 1))
+    print(f"wrote {out}/")
+    return metrics
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,169 @@
+"""dcgan_cifar10.py end to end on a subset of real CIFAR-10; its data loading (image folder and torchvision's
+batches), models and answers to bad input."""
+import hashlib
+import json
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision import datasets
+
+import dcgan_cifar10
+from common import classifier, cli, data, dcgan
+from tests.conftest import REPO
+
+FIGURES = ["losses.png", "discriminator.png", "grids/epoch_001.png", "grids/epoch_002.png", "progress.png",
+           "quality.png", "real_vs_generated.png"]
+
+
+@pytest.fixture
+def cifar_dir(data_dir):
+    if not (data_dir / "cifar10-jpeg" / "train").is_dir():
+        pytest.skip(f"CIFAR-10 image folder not found in {data_dir}")
+    return data_dir
+
+
+def test_image_folder_decodes_like_pil_interleaves_classes_and_is_cached(cifar_dir, monkeypatch):
+    images, labels = data.load_cifar10(cifar_dir, train=False, limit=30)
+    assert images.shape == (30, 3, 32, 32) and images.dtype == torch.uint8 and labels.dtype == torch.int64
+    # Round robin over the classes: the first 30 images are three of each class, in class order.
+    assert labels.tolist() == list(range(10)) * 3
+    truck = np.asarray(Image.open(cifar_dir / "cifar10-jpeg/test/truck/0001.jpg").convert("RGB"))
+    assert np.abs(images[19].permute(1, 2, 0).numpy().astype(int) - truck).max() <= 2  # libjpeg versions round apart
+
+    full, full_labels = data.load_cifar10(cifar_dir, train=False)
+    assert full.shape == (10000, 3, 32, 32) and torch.bincount(full_labels).tolist() == [1000] * 10
+    assert torch.equal(full[:30], images)
+    assert list((data.CACHE_DIR).glob("cifar10-jpeg-test-*.pt")), "the decoded test set was not cached"
+    monkeypatch.setattr(data.io, "decode_jpeg", lambda *args, **kwargs: pytest.fail("decoded again, cache unused"))
+    cached, cached_labels = data.load_cifar10(cifar_dir, train=False, limit=500)
+    assert torch.equal(cached, full[:500]) and torch.equal(cached_labels, full_labels[:500])
+
+
+def write_torchvision_batches(root, images, labels, monkeypatch):
+    """A small cifar-10-batches-py in torchvision's format (pickled dicts of N x 3072 uint8 rows), whose checksums
+    replace the real files' in torchvision's integrity check: 10 images per training batch, 10 in the test batch."""
+    folder = root / datasets.CIFAR10.base_folder
+    folder.mkdir(parents=True)
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    checksums = {}
+    for i, name in enumerate(names):
+        part = slice(10 * i, 10 * i + 10)
+        with open(folder / name, "wb") as file:
+            pickle.dump({"data": images[part].reshape(10, -1).numpy(), "labels": labels[part].tolist()}, file)
+        checksums[name] = hashlib.md5((folder / name).read_bytes()).hexdigest()
+    with open(folder / "batches.meta", "wb") as file:
+        pickle.dump({"label_names": list(data.CIFAR10_CLASSES)}, file)
+    monkeypatch.setattr(datasets.CIFAR10, "train_list", [[name, checksums[name]] for name in names[:5]])
+    monkeypatch.setattr(datasets.CIFAR10, "test_list", [["test_batch", checksums["test_batch"]]])
+    monkeypatch.setattr(datasets.CIFAR10, "meta", {**datasets.CIFAR10.meta, "md5": hashlib.md5(
+        (folder / "batches.meta").read_bytes()).hexdigest()})
+    return folder
+
+
+def test_torchvision_batches_are_read_in_place_of_the_image_folder(cifar_dir, tmp_path, monkeypatch):
+    real, real_labels = data.load_cifar10(cifar_dir, train=False, limit=60)
+    folder = write_torchvision_batches(tmp_path / "cifar", real, real_labels, monkeypatch)
+    images, labels = data.load_cifar10(tmp_path / "cifar", train=True)
+    assert images.shape == (50, 3, 32, 32) and images.dtype == torch.uint8
+    assert torch.equal(images, real[:50]) and torch.equal(labels, real_labels[:50])
+    test_images, _ = data.load_cifar10(tmp_path / "cifar", train=False, limit=4)
+    assert torch.equal(test_images, real[50:54])
+
+    (folder / "data_batch_3").write_bytes(b"truncated")
+    with pytest.raises(cli.UserError, match="checksums do not match") as error:
+        data.load_cifar10(tmp_path / "cifar")
+    assert "\n" not in str(error.value)
+
+
+def test_missing_or_empty_folder_is_one_clear_error(tmp_path):
+    with pytest.raises(cli.UserError, match="CIFAR-10 not found in") as error:
+        data.load_cifar10(tmp_path / "nowhere")
+    assert "\n" not in str(error.value) and data.DATA_ENV in str(error.value)
+    (tmp_path / "cifar10-jpeg" / "train").mkdir(parents=True)
+    with pytest.raises(cli.UserError, match="no images in") as error:
+        data.load_cifar10(tmp_path)
+    assert "\n" not in str(error.value)
+    for name in data.CIFAR10_CLASSES[:9]:
+        (tmp_path / "cifar10-jpeg" / "train" / name).mkdir()
+        Image.new("RGB", (32, 32)).save(tmp_path / "cifar10-jpeg" / "train" / name / "0000.jpg")
+    with pytest.raises(cli.UserError, match="truck"):
+        data.load_cifar10(tmp_path)
+
+
+def test_flips_mirror_about_half_of_a_batch_and_change_nothing_else():
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (1000, 3, 32, 32), dtype=torch.uint8)
+    flipped = data.random_horizontal_flip(images)
+    same = (flipped == images).flatten(1).all(1)
+    mirrored = (flipped == images.flip(3)).flatten(1).all(1)
+    assert bool((same | mirrored).all()) and 400 < int(mirrored.sum()) < 600
+
+
+def test_models_shapes_ranges_initialisation_and_rebuild_from_config():
+    generator = dcgan.Generator(latent_dim=20, base_channels=8)
+    images = generator(torch.randn(5, 20))
+    assert images.shape == (5, 3, 32, 32) and images.min() >= -1 and images.max() <= 1
+    weights = torch.cat([m.weight.flatten() for m in generator.modules() if isinstance(m, torch.nn.ConvTranspose2d)])
+    assert abs(float(weights.detach().std()) - 0.02) < 0.002  # Radford et al.: N(0, 0.02)
+    rebuilt = dcgan.Generator(**generator.config)
+    rebuilt.load_state_dict(generator.state_dict())
+    generator.eval(), rebuilt.eval()
+    z = torch.randn(3, 20)
+    assert torch.equal(rebuilt(z), generator(z))
+    for spectral_norm in (False, True):
+        discriminator = dcgan.Discriminator(base_channels=8, spectral_norm=spectral_norm)
+        assert discriminator(images).shape == (5,)
+        has_norm = any(isinstance(m, torch.nn.BatchNorm2d) for m in discriminator.modules())
+        assert has_norm != spectral_norm
+
+
+def test_trains_on_a_subset_writes_every_output_resumes_and_samples_from_its_checkpoint(cifar_dir, tmp_path):
+    judge = tmp_path / "classifier.pt"
+    classifier.cifar10_classifier(cifar_dir, torch.device("cpu"), judge, limit=1000)
+    out = tmp_path / "run"
+    common = ["--data-dir", str(cifar_dir), "--out-dir", str(out), "--device", "cpu", "--classifier", str(judge),
+              "--limit", "640", "--batch-size", "64", "--base-channels", "16", "--quality-samples", "500",
+              "--final-samples", "1000"]
+    dcgan_cifar10.main(common + ["--epochs", "1"])
+    metrics = dcgan_cifar10.main(common + ["--epochs", "2", "--resume"])
+    for name in FIGURES:
+        assert (out / name).stat().st_size > 10_000, name
+    assert (out / "best.pt").exists() and (out / "checkpoint.pt").exists()
+    history = torch.load(out / "checkpoint.pt", weights_only=True)["history"]
+    assert len(history["step_loss_d"]) == 20 and np.isfinite(history["step_loss_d"] + history["step_loss_g"]).all()
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 2
+    # An untrained generator's blobs sit far from real images; ten steps of a 16-filter DCGAN are not yet close.
+    assert 0 < metrics["frechet_distance"] and metrics["sampled_epoch"] in (1, 2)
+    assert metrics["tracked_frechet_distance_best"] == min(history["frechet_distance"])
+
+    # The resumed run drew exactly what an uninterrupted one draws.
+    straight = tmp_path / "straight"
+    dcgan_cifar10.main([*common[:2], "--out-dir", str(straight), *common[4:], "--epochs", "2"])
+    assert torch.load(straight / "checkpoint.pt", weights_only=True)["history"]["step_loss_g"] == \
+        history["step_loss_g"]
+
+    again = dcgan_cifar10.main(common + ["--epochs", "0", "--num-samples", "37", "--sample-from", "last"])
+    assert again["sampled_epoch"] == 2
+    images = np.load(out / "samples.npz")["images"]
+    assert images.shape == (37, 3, 32, 32) and images.dtype == np.uint8
+    assert (images.astype(int) - images[:1]).any(axis=(1, 2, 3))[1:].all(), "two samples are the same image"
+
+
+def run_script(*args):
+    return subprocess.run([sys.executable, str(REPO / "dcgan_cifar10.py"), *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--loss", "wasserstein"], "--loss must be one of bce, hinge"),
+    (["--data-dir", "no/such/folder"], "CIFAR-10 not found in no/such/folder"),
+])
+def test_bad_input_is_one_line_and_exit_code_2(args, expected):
+    result = run_script(*args)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and expected in result.stderr, result.stderr
