@@ -18,8 +18,8 @@ MNIST_CACHE = "outputs/classifiers/mnist.pt"
 
 # The flag of every script that judges MNIST samples.
 MNIST_SETTINGS = {
-    "classifier": (MNIST_CACHE, "cached MNIST classifier for the quality numbers; trained there first (about a "
-                                "minute on a CPU) if absent"),
+    "classifier": (MNIST_CACHE, "cached MNIST classifier for the quality numbers; trained there first (a few "
+                                "minutes on a CPU) if absent"),
 }
 
 
@@ -35,8 +35,8 @@ class SmallCNN(nn.Module):
                            num_classes=num_classes)
         c, quarter = channels, image_size // 4
         self.body = nn.Sequential(                                              # in_channels x s x s
-            nn.Conv2d(in_channels, c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # c x s/2 x s/2
-            nn.Conv2d(c, 2 * c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),        # 2c x s/4 x s/4
+            nn.Conv2d(in_channels, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(), nn.MaxPool2d(2),  # c x s/2 x s/2
+            nn.Conv2d(c, 2 * c, 3, padding=1), nn.BatchNorm2d(2 * c), nn.ReLU(), nn.MaxPool2d(2),    # 2c x s/4 x s/4
             nn.Flatten(),
             nn.Linear(2 * c * quarter * quarter, hidden), nn.ReLU(),              # hidden: the features
         )
@@ -58,24 +58,25 @@ def accuracy(model, images, labels, batch_size=1000):
     return correct / len(images)
 
 
-def load_or_train(model, train, test, path, epochs=2, batch_size=128, lr=2e-3, seed=0, log=print):
+def load_or_train(model, train, test, path, epochs=3, batch_size=128, lr=2e-3, seed=0, log=print):
     """``model`` with the weights cached at ``path``, trained and cached there first if absent; and its test accuracy.
 
     ``train`` and ``test`` are (uint8 N x C x H x W images, int64 labels) on the model's device. The model needs a
-    ``config`` dict (its constructor's arguments), ``features(x)`` and ``head(features)`` giving logits. A cache written for a
-    model of another config is retrained rather than half-loaded. Adam with a linear decay to 0 over ``epochs``:
-    enough for a small CNN to pass 99% on MNIST in two epochs.
+    ``config`` dict (its constructor's arguments), ``features(x)`` and ``head(features)`` giving logits. A cache
+    written for a model of another config is retrained rather than half-loaded. Adam with a linear decay to 0 over
+    ``epochs``: enough for the small CNN to pass 99% on MNIST in three epochs (two reach 99.0%).
     """
     path = Path(path)
     device = next(model.parameters()).device
     if path.exists():
         cached = runs.load_checkpoint(path, device)
-        if cached["model_config"] == model.config:
+        # Same config and the same weight names: a cache from an older version of the class is retrained.
+        if cached["model_config"] == model.config and cached["model"].keys() == model.state_dict().keys():
             model.load_state_dict(cached["model"])
             log(f"classifier {path}: test accuracy {cached['test_accuracy']:.4f} "
                 f"(trained on {cached['train_examples']} images)")
             return model.eval(), cached["test_accuracy"]
-        log(f"classifier {path} was trained for another model config: training it again")
+        log(f"classifier {path} was trained for another model: training it again")
 
     log(f"no classifier at {path}: training one on {len(train[0])} images ({epochs} epochs)")
     runs.seed_everything(seed)
@@ -100,7 +101,7 @@ def load_or_train(model, train, test, path, epochs=2, batch_size=128, lr=2e-3, s
 
 
 def mnist_classifier(data_dir, device, path=MNIST_CACHE, limit=0, log=print):
-    """The cached MNIST classifier (SmallCNN, 99.1% test accuracy), trained first if ``path`` is absent."""
+    """The cached MNIST classifier (SmallCNN, 99.2% test accuracy), trained first if ``path`` is absent."""
     model = SmallCNN(in_channels=1, image_size=28).to(device)
     train = data.load_mnist(data_dir, train=True, device=device, limit=limit)
     test = data.load_mnist(data_dir, train=False, device=device)
