@@ -49,6 +49,7 @@ def plot_images(model, test_images, test_labels, out, latent_dim):
 
 def main(argv=None):
     cfg = cli.parse(SETTINGS, __doc__, argv)
+    vae.model_config(cfg)  # a bad --architecture stops here, before any data is read
     device = runs.pick_device(cfg.device)
     out = runs.output_folder(__file__, cfg.out_dir)
     checkpoint_path = out / "checkpoint.pt"

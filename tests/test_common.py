@@ -73,8 +73,9 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
     assert path.read_text().startswith('{\n  "loss": 1.0') and list(tmp_path.iterdir()) == [path]
 
 
-def test_checkpoint_round_trip_rebuilds_an_identical_model(tmp_path):
-    model = vae.ConvVAE(latent_dim=4, channels=4, hidden=16)
+@pytest.mark.parametrize("model", [vae.ConvVAE(latent_dim=4, channels=4, hidden=16),
+                                   vae.MLPVAE(latent_dim=4, hidden=16)], ids=["conv", "mlp"])
+def test_checkpoint_round_trip_rebuilds_an_identical_model(tmp_path, model):
     runs.save_checkpoint(tmp_path / "c.pt", model=model.state_dict(), model_config=model.config, epoch=3,
                          history={"test_loss": [1.5]})
     rebuilt, checkpoint = vae.load_vae(tmp_path / "c.pt", "cpu")
@@ -99,9 +100,9 @@ def test_damaged_checkpoint_is_one_clear_error(tmp_path, damage):
     assert str(path) in str(error.value) and "\n" not in str(error.value)
 
 
-def tiny_vae_config(epochs, resume=False, seed=0):
-    return argparse.Namespace(epochs=epochs, batch_size=64, lr=2e-3, latent_dim=4, channels=4, hidden=32,
-                              seed=seed, resume=resume)
+def tiny_vae_config(epochs, resume=False, seed=0, architecture="conv"):
+    return argparse.Namespace(architecture=architecture, epochs=epochs, batch_size=64, lr=2e-3, latent_dim=4,
+                              channels=4, hidden=32, seed=seed, resume=resume)
 
 
 def tiny_mnist(data_dir):
@@ -118,13 +119,17 @@ def interrupt_after(epoch):
     return log
 
 
-def test_resumed_run_ends_where_an_uninterrupted_one_does(data_dir, tmp_path):
+@pytest.mark.parametrize("architecture", ["conv", "mlp"])
+def test_resumed_run_ends_where_an_uninterrupted_one_does(data_dir, tmp_path, architecture):
     train, test = tiny_mnist(data_dir)
     cpu = torch.device("cpu")
-    whole_model, whole = vae.train_vae(tiny_vae_config(3), train, test, cpu, tmp_path / "a.pt", log=print)
+    whole_model, whole = vae.train_vae(tiny_vae_config(3, architecture=architecture), train, test, cpu,
+                                       tmp_path / "a.pt", log=print)
     with pytest.raises(KeyboardInterrupt):
-        vae.train_vae(tiny_vae_config(3), train, test, cpu, tmp_path / "b.pt", log=interrupt_after(2))
+        vae.train_vae(tiny_vae_config(3, architecture=architecture), train, test, cpu, tmp_path / "b.pt",
+                      log=interrupt_after(2))
     assert torch.load(tmp_path / "b.pt", weights_only=True)["epoch"] == 2
+    # The checkpoint, not the flags, decides the model: resuming needs no --architecture.
     resumed_model, resumed = vae.train_vae(tiny_vae_config(3, resume=True), train, test, cpu, tmp_path / "b.pt",
                                            log=print)
     for key in ("train_loss", "test_loss", "test_kl"):
