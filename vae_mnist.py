@@ -60,7 +60,7 @@ def main(argv=None):
         model, checkpoint = vae.load_vae(checkpoint_path, device)
         history = checkpoint["history"]
     else:
-        train_images, _ = data.load_mnist(cfg.data_dir, train=True, device=device, limit=cfg.limit)
+        train_images = vae.load_training_split(cfg.data_dir, device, cfg.limit)
         model, history = vae.train_vae(cfg, train_images, test_images, device, checkpoint_path)
     model.eval()
     runs.seed_everything(cfg.seed)
