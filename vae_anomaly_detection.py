@@ -397,7 +397,8 @@ def main(argv=None):
         print(f"wrote {out}/")
         return summary
 
-    model, checkpoint = vae.load_or_train_vae(cfg.vae_checkpoint, cfg.data_dir, device, cfg.seed)
+    vae.load_or_train_vae(cfg.vae_checkpoint, cfg.data_dir, device, cfg.seed)
+    model, checkpoint = vae.load_vae(cfg.vae_checkpoint, device)  # the checkpoint says which images it trained on
     vae_saw_validation = saw_validation_images(checkpoint)
     val_scores, threshold = calibrate(cfg, model, device)
     if user_images:
