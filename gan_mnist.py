@@ -35,7 +35,8 @@ SETTINGS = {
     "minibatch_std": (True, "give D the batch's feature spread as one more input (Karras et al. 2018)"),
     "ema_decay": (0.999, "sample from an exponential moving average of G's weights with this decay (0: off)"),
     "quality_every": (1, "measure sample quality every N epochs (and always after the last)"),
-    "quality_samples": (5000, "generated images per quality measurement during training (10k at the end)"),
+    "quality_samples": (5000, "generated images per quality measurement during training"),
+    "eval_images": (10000, "generated and real test images behind the final quality numbers (10k, as for FID)"),
 }
 
 GRID_SIZE = 64  # fixed-noise images shown after every epoch, 8 x 8
@@ -150,7 +151,7 @@ def main(argv=None):
     if cfg.epochs == 0:
         generator, checkpoint = gan.load_generator(checkpoint_path, device)
         history = checkpoint["history"]
-    test_images, _ = data.load_mnist(cfg.data_dir, train=False, device=device)
+    test_images, _ = data.load_mnist(cfg.data_dir, train=False, device=device, limit=cfg.eval_images)
     judge, judge_accuracy = classifier.mnist_classifier(cfg.data_dir, device, cfg.classifier)
     real_features, _ = classifier.features_and_probabilities(judge, test_images)
 
@@ -163,7 +164,7 @@ def main(argv=None):
         generator, history = train(cfg, train_images, device, checkpoint_path, quality)
 
     plot_figures(history, generator, out, device)
-    final = quality(generator, 10000)
+    final = quality(generator, cfg.eval_images)
     metrics = {
         **final,
         "classifier_test_accuracy": judge_accuracy,

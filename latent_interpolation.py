@@ -221,7 +221,7 @@ def plot_norms(paths, out, latent_dim):
     axes.set(xlabel="t (position along the path)", ylabel="|z|",
              title="Latent norm along each path: lerp dips, slerp stays on the shell")
     axes.grid(alpha=0.3)
-    axes.legend(fontsize=7, ncol=2)
+    axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     plots.save_figure(figure, out / "norms.png")
 
 

@@ -150,7 +150,8 @@ def plot_results(out, ours, baseline, our_history, baseline_measurements, our_se
     for axes in (fd, share):
         axes.grid(alpha=0.3)
         axes.legend()
-    figure.suptitle("MLP GANs on MNIST, 10k samples against the test set in the project classifier's features")
+    figure.suptitle("MLP GANs on MNIST against the test set in the project classifier's features "
+                    "(baseline: 10k samples, ours: its 5k per epoch)")
     plots.save_figure(figure, out / "quality.png")
 
 

@@ -1,0 +1,82 @@
+"""gan_mnist.py end to end on a subset of real MNIST, the GAN pieces of common/, and answers to bad input."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import gan_mnist
+from common import classifier, gan
+from tests.conftest import REPO
+
+FIGURES = ["losses.png", "discriminator.png", "progress.png", "quality.png", "samples.png", "grids/epoch_001.png",
+           "grids/epoch_002.png"]
+METRICS = ["frechet_distance", "inception_score", "class_shares", "min_class_share", "classifier_test_accuracy",
+           "loss_d", "loss_g", "d_real", "d_fake", "epochs", "train_seconds"]
+
+
+def small_classifier(data_dir, path):
+    """The MNIST classifier cached at ``path``, trained on 1500 images (seconds; about 93% test accuracy)."""
+    model, accuracy = classifier.mnist_classifier(data_dir, torch.device("cpu"), path, limit=1500)
+    assert accuracy > 0.85
+    return model
+
+
+def test_trains_on_a_subset_writes_every_output_and_samples_from_its_checkpoint(data_dir, tmp_path):
+    out, cache = tmp_path / "run", tmp_path / "mnist_classifier.pt"
+    small_classifier(data_dir, cache)
+    common = ["--data-dir", str(data_dir), "--out-dir", str(out), "--device", "cpu", "--classifier", str(cache)]
+    metrics = gan_mnist.main(common + ["--limit", "6400", "--epochs", "2", "--quality-samples", "500",
+                                       "--eval-images", "1000", "--ema-decay", "0.9"])
+    assert json.loads((out / "metrics.json").read_text()).keys() == set(METRICS)
+    for name in FIGURES:
+        assert (out / name).stat().st_size > 10_000, name
+    assert metrics["epochs"] == 2 and np.isfinite([metrics["loss_d"], metrics["loss_g"]]).all()
+    assert 0 < metrics["d_fake"] < metrics["d_real"] < 1
+
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert checkpoint["architecture"] == "mlp" and checkpoint["epoch"] == 2
+    assert len(checkpoint["history"]["step_loss_d"]) == 2 * 100 and len(checkpoint["history"]["grids"]) == 2
+
+    again = gan_mnist.main(common + ["--epochs", "0", "--num-samples", "37", "--eval-images", "1000"])
+    assert again["epochs"] == 2 and again["frechet_distance"] == pytest.approx(metrics["frechet_distance"])
+    images = np.load(out / "samples.npz")["images"]
+    assert images.shape == (37, 1, 28, 28) and images.dtype == np.uint8 and images.max() > 200
+    # 200 steps do not make digits yet, but they turn the untrained generator's uniform grey (Tanh of small
+    # outputs: every pixel near 0.5) into light strokes on a dark background, as in MNIST.
+    untrained = gan.generate(gan.MLPGenerator(), 37, "cpu", seed=0).numpy()
+    assert (images < 102).mean() > 0.6 and (untrained < 102).mean() < 0.1
+
+
+def test_losses_are_the_non_saturating_gan_losses():
+    logits = torch.tensor([-2.0, 0.0, 3.0])
+    d_of = torch.sigmoid(logits)
+    assert gan.generator_loss(logits) == pytest.approx(float(-d_of.log().mean()))
+    assert gan.discriminator_loss(logits, logits) == pytest.approx(float(-d_of.log().mean()
+                                                                         - (1 - d_of).log().mean()))
+
+
+def test_weight_average_moves_towards_the_model_and_copies_batch_norm_statistics():
+    model, average = gan.MLPGenerator(8, (16,)), gan.MLPGenerator(8, (16,))
+    model.net[1].running_mean.fill_(3.0)
+    with torch.no_grad():
+        before = float((average.net[0].weight - model.net[0].weight).norm())
+        gan.update_average(average, model, decay=0.9)
+        after = float((average.net[0].weight - model.net[0].weight).norm())
+    assert after == pytest.approx(0.9 * before, rel=1e-5)
+    assert torch.equal(average.net[1].running_mean, model.net[1].running_mean)
+
+
+def test_minibatch_std_tells_identical_fakes_from_varied_ones():
+    discriminator = gan.MLPDiscriminator(hidden=(32, 16))
+    std_layer = discriminator.net[-2]
+    assert float(std_layer(torch.ones(5, 4))[0, -1]) == 0
+    assert float(std_layer(torch.randn(5, 4))[0, -1]) > 0.3
+
+
+def test_epochs_0_without_a_checkpoint_is_one_line_and_exit_code_2(tmp_path):
+    result = subprocess.run([sys.executable, str(REPO / "gan_mnist.py"), "--out-dir", str(tmp_path), "--epochs", "0"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "no checkpoint at" in result.stderr
