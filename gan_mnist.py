@@ -1,13 +1,13 @@
 """A fully connected GAN on MNIST that draws every digit, judged by a classifier the project trains itself.
 
 The "simple GAN": an MLP generator and an MLP discriminator trained with the non-saturating loss (Goodfellow et al.
-2014), D updated first on a real and a generated batch, then G. Three additions keep an MLP GAN from collapsing onto a
-few digit shapes, each measured against PyTorch-GAN's gan.py in bench/gan_mnist_vs_pytorch_gan.py: a minibatch
-standard-deviation feature in D, one-sided label smoothing, and sampling from an average of G's weights.
-Quality is tracked in the features of the cached MNIST classifier (common/classifier.py): Frechet distance,
-inception score and each digit's share of 10k generated images.
+2014), D updated first on a real and a generated batch, then G. What keeps it from collapsing onto a few digit shapes,
+as PyTorch-GAN's gan.py does here (bench/gan_mnist_vs_pytorch_gan.py): a minibatch standard-deviation feature in D,
+one-sided label smoothing, a learning rate of 1e-3, and samples from an average of G's weights whose batch-norm
+statistics are re-estimated (BENCHMARKS.md measures each). Quality is tracked in the features of the cached MNIST
+classifier (common/classifier.py): Frechet distance, inception score and each digit's share of 10k generated images.
 
-    python gan_mnist.py                                  # CPU: about 5 minutes on 2 cores
+    python gan_mnist.py                                  # CPU: 6.5 minutes at one thread on a busy 2-core machine
     python gan_mnist.py --device cuda --epochs 100       # GPU
     python gan_mnist.py --epochs 0 --num-samples 10000   # sample from the saved checkpoint, no training
 
@@ -34,7 +34,7 @@ SETTINGS = {
     "real_label": (0.9, "target for real images in D's loss; below 1 is one-sided label smoothing"),
     "minibatch_std": (True, "give D the batch's feature spread as one more input (Karras et al. 2018)"),
     "ema_decay": (0.999, "sample from an exponential moving average of G's weights with this decay (0: off)"),
-    "quality_every": (1, "measure sample quality every N epochs (and always after the last)"),
+    "quality_every": (1, "measure sample quality every N epochs and after the last (0: after the last only)"),
     "quality_samples": (5000, "generated images per quality measurement during training"),
     "eval_images": (10000, "generated and real test images behind the final quality numbers (10k, as for FID)"),
 }
@@ -109,7 +109,7 @@ def train(cfg, train_images, device, checkpoint_path, quality):
         gan.recalibrate_batch_norm(average, device)
         with torch.no_grad():
             history["grids"].append(data.to_uint8(average(fixed_noise), -1, 1))
-        if epoch % cfg.quality_every == 0 or epoch == cfg.epochs:
+        if (cfg.quality_every and epoch % cfg.quality_every == 0) or epoch == cfg.epochs:
             scores = quality(average, cfg.quality_samples)
             history["quality_epoch"].append(epoch)
             for key in ["frechet_distance", "inception_score", "class_shares", "min_class_share"]:
@@ -148,6 +148,8 @@ def main(argv=None):
     out = runs.output_folder(__file__, cfg.out_dir)
     checkpoint_path = out / "checkpoint.pt"
     runs.write_json(out / "config.json", vars(cfg))
+    if min(cfg.quality_samples, cfg.eval_images) < 2:
+        raise cli.UserError("--quality-samples and --eval-images must be >= 2: a covariance needs two images")
     if cfg.epochs == 0:
         generator, checkpoint = gan.load_generator(checkpoint_path, device)
         history = checkpoint["history"]

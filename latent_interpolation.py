@@ -251,8 +251,9 @@ def main(argv=None):
     device = runs.pick_device(cfg.device)
     out = runs.output_folder(__file__, cfg.out_dir)
     runs.write_json(out / "config.json", vars(cfg))
-    if cfg.steps < 2 or cfg.pairs < 1:
-        raise cli.UserError(f"--steps must be >= 2 and --pairs >= 1, got {cfg.steps} and {cfg.pairs}")
+    if cfg.steps < 2 or cfg.pairs < 1 or cfg.pool < 2 * cfg.pairs:
+        raise cli.UserError(f"--steps must be >= 2, --pairs >= 1 and --pool >= 2 * pairs, got {cfg.steps}, "
+                            f"{cfg.pairs} and {cfg.pool}")
     path = checkpoint_path(cfg, out)
     generator, checkpoint = gan.load_generator(path, device)
     judge, names = load_judge(cfg, checkpoint["architecture"], device)

@@ -11,6 +11,7 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib.ticker import MaxNLocator
 from torch import nn
 
 from common import cli, data, plots, runs
@@ -183,7 +184,9 @@ def plot_losses(path, history, title):
         x = np.arange(1, len(history[key]) + 1) / steps_per_epoch
         left.plot(x, history[key], color=color, alpha=0.15, linewidth=0.5)
         left.plot(x, smooth(history[key], window), color=color, label=f"{label} (mean of {window} iterations)")
-    left.set(xlabel="epoch", ylabel="loss", title="per iteration")
+    # The first iterations' spikes would squash the rest: the axis ends at the 99.5th percentile of the raw losses.
+    top = np.percentile(history["step_loss_d"] + history["step_loss_g"], 99.5)
+    left.set(xlabel="epoch", ylabel="loss", title="per iteration", ylim=(0, 1.1 * top))
     epochs = np.arange(1, len(history["loss_g"]) + 1)
     right.plot(epochs, history["loss_d"], "o-", color="C0", markersize=3, label="discriminator")
     right.plot(epochs, history["loss_g"], "o-", color="C1", markersize=3, label="generator")
@@ -252,6 +255,7 @@ def plot_quality(path, history, title):
     share.legend()
     for axes in (fd, score, share):
         axes.set(xlabel="epoch")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.grid(alpha=0.3)
     figure.suptitle(f"{title}: generated images against the test set, in a classifier's eyes")
     plots.save_figure(figure, path)
