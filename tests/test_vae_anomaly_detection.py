@@ -1,0 +1,132 @@
+"""vae_anomaly_detection.py on real MNIST with a small VAE trained here: detection, calibration, --score, errors."""
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torchvision import io
+
+import vae_anomaly_detection as vad
+import vae_mnist
+from common import cli, data, vae
+from tests.conftest import REPO, SHARED_DATA
+
+FIGURES = ["histograms.png", "roc.png", "gallery.png"]
+
+
+@pytest.fixture(scope="module")
+def small_vae(tmp_path_factory):
+    """A VAE trained for two epochs on 3,000 digits of the training split, once for this file's tests: enough to
+    tell digits from noise. (Module-scoped, so it finds the real data as conftest's data_dir does.)"""
+    folder = Path(os.environ.get("GENMODELS_DATA", SHARED_DATA))
+    if not (folder / "MNIST" / "raw").is_dir():
+        pytest.skip(f"real data not found in {folder} (set GENMODELS_DATA)")
+    out = tmp_path_factory.mktemp("vae")
+    vae_mnist.main(["--data-dir", str(folder), "--out-dir", str(out), "--device", "cpu", "--limit", "3000",
+                    "--epochs", "2", "--batch-size", "32", "--iw-samples", "1"])
+    return out / "checkpoint.pt"
+
+
+def run(data_dir, out, checkpoint, *args):
+    return vad.main(["--data-dir", str(data_dir), "--out-dir", str(out), "--device", "cpu",
+                     "--vae-checkpoint", str(checkpoint), *args])
+
+
+def test_detects_corruptions_with_a_threshold_from_validation_digits_only(data_dir, tmp_path, small_vae,
+                                                                          monkeypatch):
+    metrics = run(data_dir, tmp_path / "run", small_vae)
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text()) == json.loads(json.dumps(metrics))
+    for name in FIGURES:
+        assert (tmp_path / "run" / name).stat().st_size > 20_000, name
+    assert set(metrics["per_type"]) == set(vad.ANOMALY_TYPES) and not metrics["vae_saw_validation"]
+    # Heavily noised digits all score above clean ones, even for a VAE trained for seconds.
+    assert metrics["per_type"]["gaussian_noise"]["auroc"] > 0.99
+    assert metrics["overall"]["auroc"] > 0.9
+    counts = metrics["overall"]
+    assert counts["tp"] + counts["fn"] == 8 * metrics["num_per_anomaly_type"]
+    assert counts["fp"] + counts["tn"] == metrics["num_normal"]
+    # About 1% of unseen normal digits fall above the 99th percentile of the validation digits.
+    assert 0.002 < metrics["test_false_positive_rate"] < 0.03 and metrics["val_false_positive_rate"] == \
+        pytest.approx(0.01, abs=0.001)
+    assert metrics["best_f1"]["f1"] >= metrics["overall"]["f1"]
+
+    # The threshold is the percentile of the validation digits' scores ...
+    model, _ = vae.load_vae(small_vae, "cpu")
+    val_images, _ = vae.load_validation_split(data_dir, "cpu")
+    val_scores = vad.score_images(model, data.to_unit_range(val_images))["reconstruction"]
+    assert metrics["threshold"] == pytest.approx(np.percentile(val_scores, 99), rel=1e-5)
+    # ... and nothing else: with every MNIST test digit swapped for its mirror image, the evaluation changes and
+    # the threshold does not. A threshold that looked at test images would move.
+    load_mnist = data.load_mnist
+
+    def mirrored_test_set(*args, **kwargs):
+        images, labels = load_mnist(*args, **kwargs)
+        test_split = not kwargs.get("train", True) and kwargs.get("name", "mnist") == "mnist"
+        return (images.flip(3) if test_split else images), labels
+    monkeypatch.setattr(data, "load_mnist", mirrored_test_set)
+    mirrored = run(data_dir, tmp_path / "mirrored", small_vae)
+    assert mirrored["threshold"] == metrics["threshold"]
+    assert mirrored["overall"]["fp"] != metrics["overall"]["fp"]
+
+
+def test_scores_a_png_folder_and_the_same_images_as_npy_alike(data_dir, tmp_path, small_vae):
+    images, _ = data.load_mnist(data_dir, train=False, limit=12)
+    images[0] = 255 - images[0]                          # one plain anomaly among eleven digits
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for i, image in enumerate(images):
+        io.write_png(image, str(folder / f"digit_{i:02d}.png"))
+    np.save(tmp_path / "digits.npy", images[:, 0].numpy())                             # N x 28 x 28 uint8
+    np.savez(tmp_path / "digits.npz", images=images.float().numpy() / 255)             # N x 1 x 28 x 28 float
+
+    results = {}
+    for name in ("pngs", "digits.npy", "digits.npz"):
+        run(data_dir, tmp_path / name.replace(".", "_"), small_vae, "--score", str(tmp_path / name))
+        with open(tmp_path / name.replace(".", "_") / "scores.csv") as file:
+            results[name] = list(csv.DictReader(file))
+    assert [row["id"] for row in results["pngs"]] == [f"digit_{i:02d}.png" for i in range(12)]
+    assert [row["id"] for row in results["digits.npy"]] == [str(i) for i in range(12)]
+    for name in ("digits.npy", "digits.npz"):
+        assert [float(row["score"]) for row in results[name]] == \
+            pytest.approx([float(row["score"]) for row in results["pngs"]], abs=1e-3)
+        assert [row["is_anomaly"] for row in results[name]] == [row["is_anomaly"] for row in results["pngs"]]
+    assert results["pngs"][0]["is_anomaly"] == "1"       # the inverted digit
+    assert sum(row["is_anomaly"] == "1" for row in results["pngs"][1:]) <= 2
+
+
+def test_one_class_run_separates_its_digit_from_the_others(data_dir, tmp_path):
+    summary = vad.main(["--data-dir", str(data_dir), "--out-dir", str(tmp_path), "--device", "cpu",
+                        "--normal-digit", "1", "--one-class-epochs", "1"])
+    assert list(summary["digits"]) == [1]
+    assert summary["digits"][1]["auroc_reconstruction"] > 90   # ones are the easiest digit to tell from the rest
+    assert json.loads((tmp_path / "one_class.json").read_text())["mean"] == pytest.approx(summary["mean"])
+
+
+@pytest.mark.parametrize("make, expected", [
+    (lambda path: np.save(path / "x.npy", np.zeros((3, 32, 32), np.uint8)), "shape (3, 32, 32): expected N x 28"),
+    (lambda path: np.save(path / "x.npy", np.full((3, 28, 28), 2.0)), "float64 values from 2.0 to 2.0"),
+    (lambda path: (path / "x.npy").write_bytes(b"not numpy"), "x.npy is not a readable numpy file"),
+    (lambda path: (path / "x").mkdir(), "no *.png images in"),
+    (lambda path: (path / "x.txt").write_text("1 2 3"), "expected an existing .npy or .npz file or a folder"),
+])
+def test_bad_score_input_is_one_line_naming_the_file(tmp_path, make, expected):
+    make(tmp_path)
+    path = next(tmp_path.glob("x*"))
+    with pytest.raises(cli.UserError) as error:
+        vad.main(["--score", str(path), "--out-dir", str(tmp_path / "run")])
+    message = str(error.value)
+    assert expected in message and str(path) in message and "\n" not in message, message
+
+
+def test_a_png_of_the_wrong_size_is_one_line_and_exit_code_2(tmp_path):
+    (tmp_path / "pngs").mkdir()
+    io.write_png(torch.zeros(1, 32, 32, dtype=torch.uint8), str(tmp_path / "pngs" / "big.png"))
+    result = subprocess.run([sys.executable, str(REPO / "vae_anomaly_detection.py"), "--score",
+                             str(tmp_path / "pngs")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "big.png is 32 x 32 pixels: expected 28 x 28" in result.stderr, result.stderr
