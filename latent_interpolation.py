@@ -2,13 +2,13 @@
 
 Loads the generator of a GAN checkpoint (gan_mnist.py's by default, trained first with its defaults if absent;
 dcgan_cifar10.py's with --dcgan), picks pairs of latent vectors that the cached classifier reads as two different
-classes (--classes A,B fixes them), and generates the images between them along two paths: the straight line
+classes (--classes A B fixes them), and generates the images between them along two paths: the straight line
 (lerp) and the great circle (slerp). z ~ N(0, I) in d dimensions concentrates near the sphere of radius sqrt(d); the
 midpoint of a straight line between two such vectors has only about 1/sqrt(2) of that norm, a region the generator
 never saw in training, while slerp stays on the shell (White 2016, "Sampling generative networks").
 
     python latent_interpolation.py                              # CPU: seconds (plus gan_mnist.py once, if needed)
-    python latent_interpolation.py --classes 1,7 --steps 16
+    python latent_interpolation.py --classes 1 7 --steps 16
     python latent_interpolation.py --dcgan --device cuda        # dcgan_cifar10.py's checkpoint
 
 Writes to outputs/latent_interpolation/: strips/pair_N_{lerp,slerp}.png, grid.png, steps.png, norms.png,
@@ -36,7 +36,7 @@ SETTINGS = {
     "cifar10_classifier": ("outputs/classifiers/cifar10.pt", "cached CIFAR-10 classifier, used with --dcgan"),
     "pairs": (4, "pairs of endpoints, each a different pair of classes"),
     "steps": (12, "images along each path, both endpoints included"),
-    "classes": ("", "'A,B': every pair goes from class A to class B (default: random different classes)"),
+    "classes": ([], "A B: every pair goes from class A to class B (default: random different classes)"),
     "pool": (2000, "latent vectors drawn to find endpoints the classifier reads confidently as each class"),
 }
 METHODS = ("lerp", "slerp")
@@ -109,12 +109,11 @@ def pick_endpoints(generator, judge, cfg, device, num_classes):
     if judge is None:
         return [(pool[2 * i], pool[2 * i + 1], None, None) for i in range(cfg.pairs)]
     if cfg.classes:
-        try:
-            first, second = (int(name) for name in cfg.classes.split(","))
-        except ValueError:
-            raise cli.UserError(f"--classes takes two class numbers like 3,8, got {cfg.classes!r}") from None
-        if not (0 <= first < num_classes and 0 <= second < num_classes):
-            raise cli.UserError(f"--classes must name classes 0 to {num_classes - 1}, got {cfg.classes!r}")
+        if len(cfg.classes) != 2:
+            raise cli.UserError(f"--classes takes two class numbers like --classes 3 8, got {len(cfg.classes)}")
+        first, second = cfg.classes
+        if not (first < num_classes and second < num_classes):
+            raise cli.UserError(f"--classes must name classes 0 to {num_classes - 1}, got {first} {second}")
     images = torch.cat([data.to_uint8(generator(chunk), -1, 1) for chunk in pool.split(1000)]).to(device)
     _, probabilities = classifier.features_and_probabilities(judge, images)
     if cfg.classes:

@@ -2,7 +2,7 @@
 
 Each script keeps its settings in one visible dict, ``name: (default, help)``, and calls ``parse``. Every setting
 becomes a flag spelled the same way in every script (``batch_size`` -> ``--batch-size``); the flag's type is the
-default's type. Unknown flags and bad values stop the script with one line on stderr and exit code 2.
+default's type (a list default takes several whole numbers). Unknown flags and bad values stop the script with one line on stderr and exit code 2.
 """
 import argparse
 import sys
@@ -43,6 +43,8 @@ def parse(settings, description, argv=None):
         flag = "--" + name.replace("_", "-")
         if isinstance(default, bool):
             parser.add_argument(flag, default=default, action=argparse.BooleanOptionalAction, help=help_text)
+        elif isinstance(default, list):  # a list of whole numbers: --classes 3 8
+            parser.add_argument(flag, default=default, nargs="*", type=int, help=help_text, metavar="N")
         else:
             kind = str if default is None else type(default)
             parser.add_argument(flag, default=default, type=kind, help=f"{help_text} [{default}]",
@@ -51,7 +53,8 @@ def parse(settings, description, argv=None):
     for name, (default, _) in settings.items():
         value = getattr(args, name)
         # Every numeric setting is a count, a size or a rate: none has a meaningful negative value.
-        if isinstance(default, (int, float)) and not isinstance(default, bool) and value < 0:
+        values = value if isinstance(value, list) else [value]
+        if isinstance(default, (int, float, list)) and not isinstance(default, bool) and any(v < 0 for v in values):
             raise UserError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
     return args
 

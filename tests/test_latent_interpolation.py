@@ -64,7 +64,7 @@ def test_walks_through_a_gan_trained_on_a_subset(data_dir, tmp_path):
 
     present = metrics["pairs"][0]
     fixed = latent_interpolation.main(common + ["--out-dir", str(tmp_path / "fixed"), "--classes",
-                                                f"{present[1]},{present[0]}"])
+                                                str(present[1]), str(present[0])])
     assert fixed["pairs"] == [[present[1], present[0]]] * 3
     with pytest.raises(cli.UserError, match="--classes takes two class numbers"):
         latent_interpolation.main(common + ["--out-dir", str(tmp_path / "bad"), "--classes", "3"])
