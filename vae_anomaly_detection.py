@@ -4,9 +4,9 @@ Scores every image by how badly vae_mnist.py's VAE explains it: the reconstructi
 default: the highest AUROC on every anomaly type, BENCHMARKS.md), the negative ELBO (reconstruction plus KL), or the
 squared error per unit of ink (best for the one-class benchmark of --normal-digit). The threshold is a percentile of
 the scores of held-out *normal* images, the last 5,000 of MNIST's training set, which vae_mnist.py does not train on;
-the test set never sets it. The evaluation mix holds normal MNIST test digits, corrupted versions of other test digits (seven corruption types,
-CORRUPTIONS below) and Fashion-MNIST test images; the report gives confusion counts, precision, recall, F1, AUROC and
-AUPRC per type and overall.
+the test set never sets it. The evaluation mix holds normal MNIST test digits, corrupted versions of other test
+digits (seven corruption types, CORRUPTIONS below) and Fashion-MNIST test images; the report gives confusion counts,
+precision, recall, F1, AUROC and AUPRC per type and overall.
 
     python vae_anomaly_detection.py                          # CPU: under half a minute once vae_mnist.py has run
     python vae_anomaly_detection.py --device cuda            # GPU: seconds
