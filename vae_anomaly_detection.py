@@ -17,7 +17,6 @@ Writes to outputs/vae_anomaly_detection/: histograms.png, roc.png, gallery.png, 
 --score, scores.csv; with --normal-digit, one_class.json and a checkpoint per digit under one_class/.
 """
 import csv
-import math
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -128,27 +127,6 @@ def score_images(model, images, batch_size=1000, seed=0):
         squared_error = (torch.sigmoid(logits) - x).pow(2).flatten(1).sum(1)
         scores["relative_error"].append(squared_error / (x.flatten(1).sum(1) + INK_OFFSET))
     return {name: torch.cat(values).cpu().numpy() for name, values in scores.items()}
-
-
-@torch.no_grad()
-def importance_weighted_scores(model, images, samples, batch_size=250, seed=0):
-    """Per-image estimate of -log p(x) from ``samples`` importance samples (Burda et al. 2016, eq. 8); its mean over
-    images is what vae.importance_weighted_nll returns."""
-    model.eval()
-    runs.seed_everything(seed)
-    log_2pi = math.log(2 * math.pi)
-    scores = []
-    for x in images.split(batch_size):
-        mu, logvar = model.encode(x)
-        eps = torch.randn(samples, *mu.shape, device=mu.device)
-        z = mu + eps * torch.exp(0.5 * logvar)                                              # k x B x D
-        logits = model.decode(z.flatten(0, 1)).view(samples, *x.shape)
-        log_p_x_given_z = -F.binary_cross_entropy_with_logits(
-            logits, x.expand_as(logits), reduction="none").flatten(2).sum(2)                # k x B
-        log_p_z = -0.5 * (z.pow(2) + log_2pi).sum(2)
-        log_q_z = -0.5 * (eps.pow(2) + logvar + log_2pi).sum(2)
-        scores.append(-(torch.logsumexp(log_p_x_given_z + log_p_z - log_q_z, 0) - math.log(samples)))
-    return torch.cat(scores).cpu().numpy()
 
 
 def confusion(scores, labels, threshold):
@@ -361,7 +339,8 @@ def one_class_benchmark(cfg, device, out, log=print):
                                  out / "one_class" / f"digit_{digit}" / "checkpoint.pt", log=lambda _: None)
         scores = score_images(model, x_test, seed=cfg.seed)
         if cfg.iw_samples:
-            scores["iw_nll"] = importance_weighted_scores(model, x_test, cfg.iw_samples, seed=cfg.seed)
+            runs.seed_everything(cfg.seed)
+            scores["iw_nll"] = vae.importance_weighted_nll_per_image(model, x_test, cfg.iw_samples).cpu().numpy()
         anomalous = (test_labels != digit).cpu().numpy()
         results[digit] = {f"auroc_{name}": 100 * float(roc_auc_score(anomalous, values))
                           for name, values in scores.items()}

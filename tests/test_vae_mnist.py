@@ -29,7 +29,8 @@ def test_trains_on_a_subset_writes_every_output_and_samples_from_its_checkpoint(
         assert (out / name).stat().st_size > 10_000, name
 
     again = vae_mnist.main(common + ["--epochs", "0", "--num-samples", "37", "--iw-samples", "4"])
-    assert again["epochs"] == 3 and abs(again["test_loss"] - metrics["test_loss"]) < 2
+    # The reloaded model itself is measured again (the -log p(x) estimate is computed afresh, not read back).
+    assert again["epochs"] == 3 and again["iw_nll"] == pytest.approx(metrics["iw_nll"], abs=0.5)
     images = np.load(out / "samples.npz")["images"]
     assert images.shape == (37, 1, 28, 28) and images.dtype == np.uint8 and images.max() > 200
 
