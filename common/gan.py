@@ -96,10 +96,9 @@ def update_average(average, model, decay):
     Sampling from an exponential moving average of G's weights (Yazici et al. 2019) smooths out the oscillation of
     the adversarial game: cleaner samples for no extra training.
     """
-    for averaged, current in zip(average.parameters(), model.parameters()):
-        averaged.lerp_(current, 1 - decay)
-    for averaged, current in zip(average.buffers(), model.buffers()):
-        averaged.copy_(current)
+    # One fused call over all weights (as the optimizers update them), not a Python loop of small ops per tensor.
+    torch._foreach_lerp_(list(average.parameters()), list(model.parameters()), 1 - decay)
+    torch._foreach_copy_(list(average.buffers()), list(model.buffers()))
 
 
 @torch.no_grad()
