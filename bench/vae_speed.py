@@ -13,7 +13,6 @@ epoch's test evaluation.
 Checkpoints of the runs go to outputs/bench_vae_speed/.
 """
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
