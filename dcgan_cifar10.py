@@ -119,24 +119,10 @@ def train(cfg, train_images, device, out, quality):
     """Train (or continue) G and D; checkpoint.pt after every epoch, best.pt whenever the tracked distance drops."""
     runs.seed_everything(cfg.seed)  # the initial weights are the seed's too
     checkpoint_path = out / "checkpoint.pt"
-    checkpoint = runs.load_checkpoint(checkpoint_path, device) if cfg.resume and checkpoint_path.exists() else None
+    checkpoint = gan.resume_or_start(checkpoint_path, cfg.resume, device)
     generator, discriminator, optimizer_g, optimizer_d = build(cfg, device, checkpoint)
     average = copy.deepcopy(generator)  # the weight average samples come from (a copy of G while ema_decay is 0)
-    history = {key: [] for key in ["step_loss_d", "step_loss_g", "step_d_real", "step_d_fake", "loss_d", "loss_g",
-                                   "d_real", "d_fake", "seconds", "grids", "quality_epoch", "frechet_distance",
-                                   "inception_score", "class_shares", "min_class_share"]}
-    first_epoch = 1
-    if checkpoint:
-        generator.load_state_dict(checkpoint["generator"])
-        ema = checkpoint["generator_ema"]  # None where the run kept no average: it was G itself
-        average.load_state_dict(ema if ema is not None else checkpoint["generator"])
-        discriminator.load_state_dict(checkpoint["discriminator"])
-        optimizer_g.load_state_dict(checkpoint["optimizer_g"])
-        optimizer_d.load_state_dict(checkpoint["optimizer_d"])
-        history, first_epoch = checkpoint["history"], checkpoint["epoch"] + 1
-        print(f"resuming from {checkpoint_path} after epoch {checkpoint['epoch']}")
-    elif cfg.resume:
-        print(f"no checkpoint at {checkpoint_path} to resume from: starting from scratch")
+    history, first_epoch = gan.restore(checkpoint, generator, average, discriminator, optimizer_g, optimizer_d)
     fixed_noise = torch.randn(GRID_SIZE, cfg.latent_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
     autocast, memory_format = precision(device)
     steps_per_epoch = -(-len(train_images) // cfg.batch_size)
@@ -155,44 +141,29 @@ def train(cfg, train_images, device, out, quality):
             # The average warms up as in TensorFlow's ExponentialMovingAverage(num_updates): decay (1 + t) / (10 + t)
             # until it reaches ema_decay, so the random initial weights do not linger in it for thousands of steps.
             gan.update_average(average, generator, min(cfg.ema_decay, (1 + step) / (10 + step)))
-        steps = torch.stack(steps).T.tolist()
-        for key, values in zip(["loss_d", "loss_g", "d_real", "d_fake"], steps):
-            history["step_" + key] += values
-            history[key].append(sum(values) / len(values))
+        gan.record_steps(history, steps)
         history["seconds"].append(timer.elapsed())  # training only: the speed the issue's bar is about
 
         average.eval()
         with torch.no_grad():
             history["grids"].append(data.to_uint8(average(fixed_noise), -1, 1))
         if epoch % cfg.quality_every == 0 or epoch == cfg.epochs:
-            scores = quality(average, cfg.quality_samples)
-            history["quality_epoch"].append(epoch)
-            for key in ["frechet_distance", "inception_score", "class_shares", "min_class_share"]:
-                history[key].append(scores[key])
+            gan.record_quality(history, epoch, quality(average, cfg.quality_samples))
         state = dict(architecture="dcgan", generator=generator.state_dict(), generator_config=generator.config,
                      generator_ema=average.state_dict() if cfg.ema_decay else None,
                      discriminator=discriminator.state_dict(), discriminator_config=discriminator.config,
                      optimizer_g=optimizer_g.state_dict(), optimizer_d=optimizer_d.state_dict(),
                      epoch=epoch, history=history)
         runs.save_checkpoint(checkpoint_path, **state)
-        line = (f"epoch {epoch:3d}/{cfg.epochs}  loss D {history['loss_d'][-1]:.3f}  G {history['loss_g'][-1]:.3f}  "
-                f"D(x) {history['d_real'][-1]:.2f}  D(G(z)) {history['d_fake'][-1]:.2f}")
-        if history["quality_epoch"][-1:] == [epoch]:
-            if history["frechet_distance"][-1] == min(history["frechet_distance"]):
-                runs.save_checkpoint(out / "best.pt", **state)
-            line += f"  FD {history['frechet_distance'][-1]:7.2f}  IS {history['inception_score'][-1]:.2f}"
-        print(f"{line}  {history['seconds'][-1]:5.1f} s", flush=True)
+        measured = history["quality_epoch"][-1:] == [epoch]
+        if measured and history["frechet_distance"][-1] == min(history["frechet_distance"]):
+            runs.save_checkpoint(out / "best.pt", **state)
+        print(gan.epoch_summary(history, epoch, cfg.epochs), flush=True)
 
 
 def plot_figures(history, generator, real_images, out, device):
     title = "DCGAN on CIFAR-10"
-    gan.plot_losses(out / "losses.png", history, f"{title}: losses")
-    gan.plot_discriminator_outputs(out / "discriminator.png", history, f"{title}: discriminator outputs")
-    for epoch, grid in enumerate(history["grids"], start=1):
-        gan.save_epoch_grid(out / "grids" / f"epoch_{epoch:03d}.png", grid, epoch, "Fixed noise")
-    gan.plot_progress(out / "progress.png", history["grids"], f"{title}: the same 64 z vectors after each epoch")
-    if history["quality_epoch"]:
-        gan.plot_quality(out / "quality.png", history, title)
+    gan.plot_training(out, history, title)
     # The same number of real and generated images, side by side at the same scale.
     generated = gan.generate(generator, GRID_SIZE, device, seed=1)
     real = real_images[torch.randperm(len(real_images), generator=torch.Generator().manual_seed(1))[:GRID_SIZE]]
@@ -232,28 +203,17 @@ def main(argv=None):
                                                device)
 
     plot_figures(history, generator, test_images, out, device)
-    final = quality(generator, cfg.final_samples)
     best_index = history["frechet_distance"].index(min(history["frechet_distance"]))
     metrics = {
-        **final,
+        **gan.final_metrics(quality(generator, cfg.final_samples), history, judge_accuracy),
         "sampled_epoch": checkpoint["epoch"],
         "best_epoch": history["quality_epoch"][best_index],
         "tracked_frechet_distance_best": history["frechet_distance"][best_index],
         "tracked_frechet_distance_last": history["frechet_distance"][-1],
-        "classifier_test_accuracy": judge_accuracy,
-        "loss_d": history["loss_d"][-1],
-        "loss_g": history["loss_g"][-1],
-        "d_real": history["d_real"][-1],
-        "d_fake": history["d_fake"][-1],
-        "epochs": len(history["loss_d"]),
-        "train_seconds": sum(history["seconds"]),
         "seconds_per_epoch": sum(history["seconds"]) / len(history["seconds"]),
     }
     runs.write_json(out / "metrics.json", metrics)
-    print("  ".join(f"{key} {value:.3f}" if isinstance(value, float) else f"{key} {value}"
-                    for key, value in metrics.items() if key != "class_shares"))
-    print("class shares (%): " + " ".join(f"{name}:{100 * share:.1f}"
-                                          for name, share in zip(data.CIFAR10_CLASSES, final["class_shares"])))
+    gan.print_metrics(metrics, data.CIFAR10_CLASSES)
 
     if cfg.num_samples:
         runs.write_samples(out / "samples.npz", gan.generate(generator, cfg.num_samples, device, seed=cfg.seed + 1))

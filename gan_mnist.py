@@ -57,21 +57,8 @@ def train(cfg, train_images, device, checkpoint_path, quality):
     fused = device.type in ("cpu", "cuda")
     optimizer_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, 0.999), fused=fused)
     optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, 0.999), fused=fused)
-    history = {key: [] for key in ["step_loss_d", "step_loss_g", "step_d_real", "step_d_fake", "loss_d", "loss_g",
-                                   "d_real", "d_fake", "seconds", "grids", "quality_epoch", "frechet_distance",
-                                   "inception_score", "class_shares", "min_class_share"]}
-    first_epoch = 1
-    checkpoint = runs.load_checkpoint(checkpoint_path, device) if cfg.resume and checkpoint_path.exists() else None
-    if checkpoint:
-        generator.load_state_dict(checkpoint["generator"])
-        average.load_state_dict(checkpoint["generator_ema"])
-        discriminator.load_state_dict(checkpoint["discriminator"])
-        optimizer_g.load_state_dict(checkpoint["optimizer_g"])
-        optimizer_d.load_state_dict(checkpoint["optimizer_d"])
-        history, first_epoch = checkpoint["history"], checkpoint["epoch"] + 1
-        print(f"resuming from {checkpoint_path} after epoch {checkpoint['epoch']}")
-    elif cfg.resume:
-        print(f"no checkpoint at {checkpoint_path} to resume from: starting from scratch")
+    history, first_epoch = gan.restore(gan.resume_or_start(checkpoint_path, cfg.resume, device), generator, average,
+                                       discriminator, optimizer_g, optimizer_d)
     fixed_noise = torch.randn(GRID_SIZE, cfg.latent_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
 
     for epoch in range(first_epoch, cfg.epochs + 1):
@@ -105,42 +92,24 @@ def train(cfg, train_images, device, checkpoint_path, quality):
 
             steps.append(torch.stack([loss_d, loss_g, torch.sigmoid(real_logits).mean(),
                                       torch.sigmoid(fake_logits).mean()]).detach())
-        steps = torch.stack(steps).T.tolist()
-        for key, values in zip(["loss_d", "loss_g", "d_real", "d_fake"], steps):
-            history["step_" + key] += values
-            history[key].append(sum(values) / len(values))
+        gan.record_steps(history, steps)
         gan.recalibrate_batch_norm(average, device)
         with torch.no_grad():
             history["grids"].append(data.to_uint8(average(fixed_noise), -1, 1))
         if (cfg.quality_every and epoch % cfg.quality_every == 0) or epoch == cfg.epochs:
-            scores = quality(average, cfg.quality_samples)
-            history["quality_epoch"].append(epoch)
-            for key in ["frechet_distance", "inception_score", "class_shares", "min_class_share"]:
-                history[key].append(scores[key])
+            gan.record_quality(history, epoch, quality(average, cfg.quality_samples))
         history["seconds"].append(timer.elapsed())
         runs.save_checkpoint(checkpoint_path, architecture="mlp", generator=generator.state_dict(),
                              generator_config=generator.config, generator_ema=average.state_dict(),
                              discriminator=discriminator.state_dict(), discriminator_config=discriminator.config,
                              optimizer_g=optimizer_g.state_dict(), optimizer_d=optimizer_d.state_dict(),
                              epoch=epoch, history=history)
-        line = (f"epoch {epoch:3d}/{cfg.epochs}  loss D {history['loss_d'][-1]:.3f}  G {history['loss_g'][-1]:.3f}  "
-                f"D(x) {history['d_real'][-1]:.2f}  D(G(z)) {history['d_fake'][-1]:.2f}")
-        if history["quality_epoch"] and history["quality_epoch"][-1] == epoch:
-            line += (f"  FD {history['frechet_distance'][-1]:6.2f}  IS {history['inception_score'][-1]:.2f}  "
-                     f"rarest digit {100 * history['min_class_share'][-1]:.1f}%")
-        print(f"{line}  {history['seconds'][-1]:5.1f} s", flush=True)
+        print(gan.epoch_summary(history, epoch, cfg.epochs), flush=True)
     return average.eval(), history
 
 
 def plot_figures(history, generator, out, device):
-    title = "MLP GAN on MNIST"
-    gan.plot_losses(out / "losses.png", history, f"{title}: losses (non-saturating)")
-    gan.plot_discriminator_outputs(out / "discriminator.png", history, f"{title}: discriminator outputs")
-    for epoch, grid in enumerate(history["grids"], start=1):
-        gan.save_epoch_grid(out / "grids" / f"epoch_{epoch:03d}.png", grid, epoch, "Fixed noise")
-    gan.plot_progress(out / "progress.png", history["grids"], f"{title}: the same 64 z vectors after each epoch")
-    if history["quality_epoch"]:
-        gan.plot_quality(out / "quality.png", history, title)
+    gan.plot_training(out, history, "MLP GAN on MNIST")
     samples = gan.generate(generator, 100, device, seed=1)
     plots.save_grid(out / "samples.png", data.to_unit_range(samples), 10, "New digits: G(z), z ~ N(0, I)")
 
@@ -169,22 +138,9 @@ def main(argv=None):
         generator, history = train(cfg, train_images, device, checkpoint_path, quality)
 
     plot_figures(history, generator, out, device)
-    final = quality(generator, cfg.eval_images)
-    metrics = {
-        **final,
-        "classifier_test_accuracy": judge_accuracy,
-        "loss_d": history["loss_d"][-1],
-        "loss_g": history["loss_g"][-1],
-        "d_real": history["d_real"][-1],
-        "d_fake": history["d_fake"][-1],
-        "epochs": len(history["loss_d"]),
-        "train_seconds": sum(history["seconds"]),
-    }
+    metrics = gan.final_metrics(quality(generator, cfg.eval_images), history, judge_accuracy)
     runs.write_json(out / "metrics.json", metrics)
-    print("  ".join(f"{key} {value:.3f}" if isinstance(value, float) else f"{key} {value}"
-                    for key, value in metrics.items() if key != "class_shares"))
-    print("digit shares (%): " + " ".join(f"{digit}:{100 * share:.1f}"
-                                          for digit, share in enumerate(final["class_shares"])))
+    gan.print_metrics(metrics, range(10))
 
     if cfg.num_samples:
         runs.write_samples(out / "samples.npz", gan.generate(generator, cfg.num_samples, device, seed=cfg.seed + 1))

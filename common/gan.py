@@ -138,6 +138,79 @@ def generate(generator, num_images, device, batch_size=1000, seed=None):
     return torch.cat(images)
 
 
+# ----- training bookkeeping shared by gan_mnist.py and dcgan_cifar10.py -----
+
+QUALITY_KEYS = ("frechet_distance", "inception_score", "class_shares", "min_class_share")
+
+
+def resume_or_start(checkpoint_path, resume, device):
+    """The checkpoint to continue from when ``resume`` is set and one exists, else None."""
+    if resume and checkpoint_path.exists():
+        checkpoint = runs.load_checkpoint(checkpoint_path, device)
+        print(f"resuming from {checkpoint_path} after epoch {checkpoint['epoch']}")
+        return checkpoint
+    if resume:
+        print(f"no checkpoint at {checkpoint_path} to resume from: starting from scratch")
+    return None
+
+
+def restore(checkpoint, generator, average, discriminator, optimizer_g, optimizer_d):
+    """Load ``checkpoint``'s states into the networks and optimizers; returns (history, first epoch to train).
+
+    Without a checkpoint: an empty history, with one list per curve, and epoch 1.
+    """
+    if checkpoint is None:
+        keys = ["step_loss_d", "step_loss_g", "step_d_real", "step_d_fake", "loss_d", "loss_g", "d_real", "d_fake",
+                "seconds", "grids", "quality_epoch", *QUALITY_KEYS]
+        return {key: [] for key in keys}, 1
+    generator.load_state_dict(checkpoint["generator"])
+    ema = checkpoint["generator_ema"]  # None where the run kept no average: it was G itself
+    average.load_state_dict(ema if ema is not None else checkpoint["generator"])
+    discriminator.load_state_dict(checkpoint["discriminator"])
+    optimizer_g.load_state_dict(checkpoint["optimizer_g"])
+    optimizer_d.load_state_dict(checkpoint["optimizer_d"])
+    return checkpoint["history"], checkpoint["epoch"] + 1
+
+
+def record_steps(history, steps):
+    """One epoch's per-step rows (D loss, G loss, mean D(x), mean D(G(z))) into ``history``: every step, and the
+    epoch's means."""
+    for key, values in zip(["loss_d", "loss_g", "d_real", "d_fake"], torch.stack(steps).T.tolist()):
+        history["step_" + key] += values
+        history[key].append(sum(values) / len(values))
+
+
+def record_quality(history, epoch, scores):
+    history["quality_epoch"].append(epoch)
+    for key in QUALITY_KEYS:
+        history[key].append(scores[key])
+
+
+def epoch_summary(history, epoch, epochs):
+    """The one line printed after each epoch: losses, D's outputs, the quality measured this epoch, seconds."""
+    line = (f"epoch {epoch:3d}/{epochs}  loss D {history['loss_d'][-1]:.3f}  G {history['loss_g'][-1]:.3f}  "
+            f"D(x) {history['d_real'][-1]:.2f}  D(G(z)) {history['d_fake'][-1]:.2f}")
+    if history["quality_epoch"][-1:] == [epoch]:
+        line += (f"  FD {history['frechet_distance'][-1]:7.2f}  IS {history['inception_score'][-1]:.2f}  "
+                 f"rarest class {100 * history['min_class_share'][-1]:.1f}%")
+    return f"{line}  {history['seconds'][-1]:5.1f} s"
+
+
+def final_metrics(scores, history, judge_accuracy):
+    """What a GAN script's metrics.json holds besides its own keys: the final quality ``scores``, the judge's test
+    accuracy, the last epoch's mean losses and D outputs, the epochs and their seconds."""
+    return {**scores, "classifier_test_accuracy": judge_accuracy,
+            **{key: history[key][-1] for key in ("loss_d", "loss_g", "d_real", "d_fake")},
+            "epochs": len(history["loss_d"]), "train_seconds": sum(history["seconds"])}
+
+
+def print_metrics(metrics, class_names):
+    print("  ".join(f"{key} {value:.3f}" if isinstance(value, float) else f"{key} {value}"
+                    for key, value in metrics.items() if key != "class_shares"))
+    print("class shares (%): " + " ".join(f"{name}:{100 * share:.1f}"
+                                          for name, share in zip(class_names, metrics["class_shares"])))
+
+
 def load_generator(path, device):
     """The generator a GAN checkpoint holds, rebuilt from the file alone; the weight average where the run kept one.
 
@@ -160,6 +233,18 @@ def load_generator(path, device):
 
 
 # ----- figures -----
+
+def plot_training(out, history, title):
+    """The figures of a GAN's training from its history: losses.png, discriminator.png, grids/epoch_NNN.png,
+    progress.png and, where quality was measured, quality.png."""
+    plot_losses(out / "losses.png", history, f"{title}: losses")
+    plot_discriminator_outputs(out / "discriminator.png", history, f"{title}: discriminator outputs")
+    for epoch, grid in enumerate(history["grids"], start=1):
+        save_epoch_grid(out / "grids" / f"epoch_{epoch:03d}.png", grid, epoch, "Fixed noise")
+    plot_progress(out / "progress.png", history["grids"], f"{title}: the same 64 z vectors after each epoch")
+    if history["quality_epoch"]:
+        plot_quality(out / "quality.png", history, title)
+
 
 def smooth(values, window):
     """Moving average over ``window`` steps (shorter at the ends), so per-iteration curves read as trends."""
