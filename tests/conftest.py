@@ -11,7 +11,7 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 @pytest.fixture
 def data_dir(monkeypatch):
     """The real MNIST / Fashion-MNIST / CIFAR-10 folder; tests that need it are skipped where it is absent."""
-    folder = Path(os.environ.get("GENMODELS_DATA", SHARED_DATA))
+    folder = Path(os.environ.get("GENMODELS_DATA") or SHARED_DATA)
     if not (folder / "MNIST" / "raw").is_dir():
         pytest.skip(f"real data not found in {folder} (set GENMODELS_DATA)")
     monkeypatch.delenv("GENMODELS_DATA", raising=False)

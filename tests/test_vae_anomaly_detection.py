@@ -23,7 +23,7 @@ FIGURES = ["histograms.png", "roc.png", "gallery.png"]
 def small_vae(tmp_path_factory):
     """A VAE trained for two epochs on 3,000 digits of the training split, once for this file's tests: enough to
     tell digits from noise. (Module-scoped, so it finds the real data as conftest's data_dir does.)"""
-    folder = Path(os.environ.get("GENMODELS_DATA", SHARED_DATA))
+    folder = Path(os.environ.get("GENMODELS_DATA") or SHARED_DATA)
     if not (folder / "MNIST" / "raw").is_dir():
         pytest.skip(f"real data not found in {folder} (set GENMODELS_DATA)")
     out = tmp_path_factory.mktemp("vae")
