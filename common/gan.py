@@ -96,9 +96,10 @@ def update_average(average, model, decay):
     Sampling from an exponential moving average of G's weights (Yazici et al. 2019) smooths out the oscillation of
     the adversarial game: cleaner samples for no extra training.
     """
-    # One fused call over all weights (as the optimizers update them), not a Python loop of small ops per tensor.
-    torch._foreach_lerp_(list(average.parameters()), list(model.parameters()), 1 - decay)
-    torch._foreach_copy_(list(average.buffers()), list(model.buffers()))
+    for averaged, current in zip(average.parameters(), model.parameters()):
+        averaged.lerp_(current, 1 - decay)
+    for averaged, current in zip(average.buffers(), model.buffers()):
+        averaged.copy_(current)
 
 
 @torch.no_grad()
@@ -275,6 +276,7 @@ def plot_losses(path, history, title):
     right.plot(epochs, history["loss_d"], "o-", color="C0", markersize=3, label="discriminator")
     right.plot(epochs, history["loss_g"], "o-", color="C1", markersize=3, label="generator")
     right.set(xlabel="epoch", ylabel="mean loss over the epoch", title="per epoch")
+    right.xaxis.set_major_locator(MaxNLocator(integer=True))  # a short run would otherwise get ticks at 1.25, 1.5, ...
     for axes in (left, right):
         axes.grid(alpha=0.3)
         axes.legend()
