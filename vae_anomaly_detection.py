@@ -17,6 +17,7 @@ Writes to outputs/vae_anomaly_detection/: histograms.png, roc.png, gallery.png, 
 --score, scores.csv; with --normal-digit, one_class.json and a checkpoint per digit under one_class/.
 """
 import csv
+import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -36,14 +37,15 @@ SETTINGS = {
                                         "ELBO, or the squared error of the reconstruction, smoothed over about a "
                                         "pixel, per unit of ink"),
     "percentile": (99.0, "threshold = this percentile of the normal validation digits' scores, so about "
-                         "(100 - it)%% of normal digits get flagged; at 99 every anomaly type keeps >= 98%% recall"),
+                         "(100 - it)%% of normal digits get flagged; at 99 every anomaly type keeps >= 98%% recall", "(0, 100)"),
     "anomaly_fraction": (0.5, "share of anomalies in the evaluation mix of 10,000 images, split evenly over the "
-                              "seven corruption types and Fashion-MNIST"),
+                              "seven corruption types and Fashion-MNIST", "(0, 1)"),
     "score": (None, "score your own images instead: a .npy / .npz array (N x 28 x 28 or N x 1 x 28 x 28, uint8 0..255 "
                     "or float 0..1) or a folder of 28 x 28 PNGs; writes scores.csv"),
-    "normal_digit": ("", "one-class benchmark: train a VAE on this digit's training images only (0-9, or all)"),
+    "normal_digit": ("", "one-class benchmark: train a VAE on this digit's training images only (0-9, or all)",
+                     ("", "all", *"0123456789")),
     "one_class_epochs": (10, "training epochs of each one-class VAE (about 6,000 images each: 20 s a digit on 2 "
-                             "CPU cores)"),
+                             "CPU cores)", "[1, inf)"),
     "iw_samples": (0, "one-class benchmark: also score by an importance-weighted -log p(x) with this many samples"),
 }
 ANOMALY_SCORES = ("reconstruction", "elbo", "relative_error")
@@ -240,7 +242,7 @@ def load_user_images(path):
                 raise cli.UserError(f"{path} holds arrays {keys}: expected one array, or one named 'images'")
             loaded = loaded["images" if "images" in keys else keys[0]]
         array = np.asarray(loaded)
-    except (OSError, ValueError, EOFError) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:  # an .npz is a zip archive
         raise cli.UserError(f"{path} is not a readable numpy file ({error.__class__.__name__}): "
                             f"expected an array of {expected}") from None
     if array.ndim == 4 and array.shape[1] == 1:
@@ -338,7 +340,7 @@ def one_class_benchmark(cfg, device, out, log=print):
     digits = list(range(10)) if cfg.normal_digit == "all" else [int(cfg.normal_digit)]
     train_images, train_labels = data.load_mnist(cfg.data_dir, train=True, device=device)
     test_images, test_labels = data.load_mnist(cfg.data_dir, train=False, device=device)
-    recipe = {name: default for name, (default, _) in vae.SETTINGS.items()}
+    recipe = cli.defaults(vae.SETTINGS)
     recipe["epochs"] = cfg.one_class_epochs
     x_test = data.to_unit_range(test_images)
     results = {}
@@ -381,12 +383,6 @@ def main(argv=None):
     cfg = cli.parse(SETTINGS, __doc__, argv)
     if cfg.anomaly_score not in ANOMALY_SCORES:
         raise cli.UserError(f"--anomaly-score must be one of {', '.join(ANOMALY_SCORES)}, got {cfg.anomaly_score!r}")
-    if not 0 < cfg.percentile < 100:
-        raise cli.UserError(f"--percentile must be between 0 and 100, got {cfg.percentile}")
-    if not 0 < cfg.anomaly_fraction < 1:
-        raise cli.UserError(f"--anomaly-fraction must be between 0 and 1, got {cfg.anomaly_fraction}")
-    if cfg.normal_digit not in ("", "all", *map(str, range(10))):
-        raise cli.UserError(f"--normal-digit must be a digit 0-9 or all, got {cfg.normal_digit!r}")
     user_images = load_user_images(cfg.score) if cfg.score else None  # bad input stops here, before any work
     device = runs.pick_device(cfg.device)
     out = runs.output_folder(__file__, cfg.out_dir)
@@ -400,8 +396,7 @@ def main(argv=None):
         print(f"wrote {out}/")
         return summary
 
-    vae.load_or_train_vae(cfg.vae_checkpoint, cfg.data_dir, device, cfg.seed)
-    model, checkpoint = vae.load_vae(cfg.vae_checkpoint, device)  # the checkpoint says which images it trained on
+    model, checkpoint = vae.load_or_train_vae(cfg.vae_checkpoint, cfg.data_dir, device, cfg.seed)
     vae_saw_validation = saw_validation_images(checkpoint)
     val_scores, threshold = calibrate(cfg, model, device)
     if user_images:

@@ -43,7 +43,7 @@ def run_script(*args):
 @pytest.mark.parametrize("args, expected", [
     (["--bogus"], "unrecognized arguments: --bogus"),
     (["--epochs", "-1"], "--epochs must be >= 0"),
-    (["--architecture", "rnn"], "--architecture must be conv or mlp"),
+    (["--architecture", "rnn"], "--architecture: invalid choice: 'rnn'"),
     (["--data-dir", "no/such/folder"], "MNIST not found in no/such/folder"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(args, expected):
