@@ -664,7 +664,7 @@ def plot_histograms(path, scores, kinds, types, threshold, score_name):
         axes.tick_params(labelbottom=True)
         axes.legend(fontsize=7)
     figure.suptitle(f"Anomaly scores ({score_name}) of normal MNIST test digits against each anomaly type")
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0, 1, 1 - 0.3 / (3.2 * rows + 0.4)))  # room for the title above the top row
     plots.save_figure(figure, path)
 
 
@@ -674,10 +674,11 @@ def plot_roc(path, scores, kinds, types, per_type, score_name):
     figure, all_axes = plt.subplots(1, len(groups), figsize=(6.5 * len(groups), 5.5), squeeze=False)
     normal = kinds == "normal"
     for axes, group in zip(all_axes[0], groups):
-        for kind in (kind for kind in types if group_of(kind) == group):
+        in_group = [kind for kind in types if group_of(kind) == group]
+        for kind, colour in zip(in_group, plt.cm.tab20(np.arange(len(in_group)) % 20)):  # 15 distinct colours
             chosen = normal | (kinds == kind)
             fpr, tpr, _ = roc_curve(kinds[chosen] == kind, scores[chosen])
-            axes.plot(fpr, tpr, label=f"{kind.replace('_', ' ')} (AUROC {per_type[kind]['auroc']:.4f})")
+            axes.plot(fpr, tpr, color=colour, label=f"{kind.replace('_', ' ')} (AUROC {per_type[kind]['auroc']:.4f})")
         # A log x-axis: at AUROCs near 1 everything that differs happens at false-positive rates below 10%.
         axes.set(xscale="log", xlim=(1 / normal.sum(), 1), ylim=(0, 1.01),
                  xlabel="false-positive rate (normal test digits flagged, log scale)",
@@ -709,13 +710,15 @@ def plot_gallery(path, model, grey_levels, images, scores, kinds, threshold, wea
                 ("reconstruction", torch.sigmoid(logits), "gray", 1.0),
                 ("-log p per pixel\n(grey-level model)", pixel_nll, "magma", error_top)]
         for axes, (name, pictures, colours, top) in zip(all_axes[3 * index:3 * index + 3], rows):
-            shown = axes.imshow(plots.tile(pictures / top, per_row) * top, cmap=colours, vmin=0, vmax=top,
-                                interpolation="nearest")
+            # The white gaps between tiles are masked out, so that they do not read as the error scale's top.
+            gaps = plots.tile(torch.zeros_like(pictures), per_row) > 0
+            shown = axes.imshow(np.ma.masked_where(gaps, plots.tile(pictures / top, per_row) * top), cmap=colours,
+                                vmin=0, vmax=top, interpolation="nearest")
             axes.set_xticks([])
             axes.set_yticks([])
             axes.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
-            if colours == "magma":
-                figure.colorbar(shown, ax=axes, fraction=0.03, pad=0.01, label="nats")
+    # One colour bar for every error map, beside the whole figure, so that all rows keep the same width.
+    figure.colorbar(shown, ax=list(all_axes), fraction=0.02, pad=0.01, label="-log p per pixel (nats)")
     all_axes[0].set_title(f"Threshold {threshold:.3g}: inputs, their reconstructions and where they are unlikely")
     plots.save_figure(figure, path)
 

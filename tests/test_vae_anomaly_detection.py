@@ -43,23 +43,27 @@ def test_detects_corruptions_with_a_threshold_from_validation_digits_only(data_d
     assert json.loads((tmp_path / "run" / "metrics.json").read_text()) == json.loads(json.dumps(metrics))
     for name in FIGURES:
         assert (tmp_path / "run" / name).stat().st_size > 20_000, name
-    assert set(metrics["per_type"]) == set(vad.ANOMALY_TYPES) and not metrics["vae_saw_validation"]
+    assert list(metrics["per_type"]) == list(vad.ANOMALY_TYPES) and not metrics["vae_saw_validation"]
+    assert metrics["anomaly_score"] == "combined" and set(metrics["groups"]) == {"development", "held_out"}
     # Heavily noised digits all score above clean ones, even for a VAE trained for seconds.
     assert metrics["per_type"]["gaussian_noise"]["auroc"] > 0.99
     assert metrics["overall"]["auroc"] > 0.9
     counts = metrics["overall"]
-    assert counts["tp"] + counts["fn"] == 8 * metrics["num_per_anomaly_type"]
+    assert counts["tp"] + counts["fn"] == len(vad.ANOMALY_TYPES) * metrics["num_per_anomaly_type"]
     assert counts["fp"] + counts["tn"] == metrics["num_normal"]
     # About 1% of unseen normal digits fall above the 99th percentile of the validation digits.
-    assert 0.002 < metrics["test_false_positive_rate"] < 0.03 and metrics["val_false_positive_rate"] == \
+    assert 0.001 < metrics["test_false_positive_rate"] < 0.03 and metrics["val_false_positive_rate"] == \
         pytest.approx(0.01, abs=0.001)
     assert metrics["best_f1"]["f1"] >= metrics["overall"]["f1"]
 
-    # The threshold is the percentile of the validation digits' scores ...
+    # The threshold is the percentile of the validation digits' scores, the grey-level model counted on training
+    # digits ...
     model, _ = vae.load_vae(small_vae, "cpu")
     val_images, _ = vae.load_validation_split(data_dir, "cpu")
-    val_scores = vad.score_images(model, data.to_unit_range(val_images))["reconstruction"]
-    assert metrics["threshold"] == pytest.approx(np.percentile(val_scores, 99), rel=1e-5)
+    train_images = vae.load_training_split(data_dir, "cpu", vad.GREY_LEVEL_DIGITS)
+    raw = vad.score_images(model, data.to_unit_range(val_images),
+                           vad.fit_grey_levels(model, data.to_unit_range(train_images)))
+    assert metrics["threshold"] == pytest.approx(np.percentile(vad.combine(raw, raw)["combined"], 99), rel=1e-5)
     # ... and nothing else: with every MNIST test digit swapped for its mirror image, the evaluation changes and
     # the threshold does not. A threshold that looked at test images would move.
     load_mnist = data.load_mnist
@@ -69,9 +73,93 @@ def test_detects_corruptions_with_a_threshold_from_validation_digits_only(data_d
         test_split = not kwargs.get("train", True) and kwargs.get("name", "mnist") == "mnist"
         return (images.flip(3) if test_split else images), labels
     monkeypatch.setattr(data, "load_mnist", mirrored_test_set)
-    mirrored = run(data_dir, tmp_path / "mirrored", small_vae)
+    mirrored = run(data_dir, tmp_path / "mirrored", small_vae, "--corruptions", "gaussian_noise")
     assert mirrored["threshold"] == metrics["threshold"]
     assert mirrored["overall"]["fp"] != metrics["overall"]["fp"]
+
+
+def test_the_default_score_is_the_best_on_the_development_group_alone(data_dir, tmp_path, small_vae):
+    metrics = run(data_dir, tmp_path, small_vae, "--corruptions", "development")
+    assert set(metrics["per_type"]) == set(vad.DEVELOPMENT) and list(metrics["groups"]) == ["development"]
+    development = {name: groups["development"] for name, groups in metrics["groups_by_score"].items()}
+    default = vad.SETTINGS["anomaly_score"][0]
+    assert metrics["anomaly_score"] == default
+    assert max(development, key=lambda name: development[name]["mean_auroc"]) == default
+    assert max(development, key=lambda name: development[name]["min_auroc"]) == default
+
+
+def test_the_groups_are_fixed_and_split_every_type_once():
+    assert vad.HELD_OUT == ("impulse_noise", "motion_blur", "rotate", "translate", "fog", "spatter", "dotted_line",
+                            "canny_edges")
+    assert set(vad.DEVELOPMENT) | set(vad.HELD_OUT) == set(vad.ANOMALY_TYPES)
+    assert not set(vad.DEVELOPMENT) & set(vad.HELD_OUT)
+    assert len(vad.MNIST_C) == 15 and set(vad.ORIGINAL) <= set(vad.DEVELOPMENT)
+    assert set(CORRUPTION_CHECKS) == set(vad.MNIST_C)    # every MNIST-C type has its check below
+    assert vad.parse_corruptions("rotate, held_out ,blur") == ("blur", *vad.HELD_OUT)
+    with pytest.raises(cli.UserError, match="unknown type or group 'rotation'"):
+        vad.parse_corruptions("rotation")
+
+
+def ink_centre(x):
+    """Per image, the centre of mass (row, column) of its grey levels."""
+    position = torch.arange(28.0)
+    mass = x.sum((1, 2, 3))
+    return torch.stack([(x.sum((1, 3)) * position).sum(1), (x.sum((1, 2)) * position).sum(1)], 1) / mass[:, None]
+
+
+def ink(x):
+    return x.sum((1, 2, 3))
+
+
+# What each corruption must do to clean digits x, checked on its output y: the change its name promises.
+CORRUPTION_CHECKS = {
+    "shot_noise": lambda x, y: (y[x == 0] == 0).all() and (y != x)[x > 0.5].float().mean() > 0.2
+    and torch.allclose(ink(y), ink(x), rtol=0.05),
+    # 27% of pixels hit, half of them set white: 13.5% of the black background turns white.
+    "impulse_noise": lambda x, y: abs(((y == 1) & (x == 0)).sum() / (x == 0).sum() - 0.135) < 0.01,
+    "glass_blur": lambda x, y: torch.allclose(ink(y), ink(x), rtol=0.2) and (y != x)[x > 0].float().mean() > 0.5,
+    "motion_blur": lambda x, y: torch.allclose(ink(y), ink(x), rtol=0.1) and (y > 0.05).sum() > 1.3 * (x > 0.05).sum(),
+    "shear": lambda x, y: torch.allclose(ink(y), ink(x), rtol=0.1) and (y - x).abs().sum() > 0.2 * ink(x).sum(),
+    "scale": lambda x, y: torch.allclose(ink(y), 0.7 ** 2 * ink(x), rtol=0.15)
+    and torch.allclose(ink_centre(y), ink_centre(x), atol=1.0),
+    "rotate": lambda x, y: torch.allclose(ink(y), ink(x), rtol=0.05)
+    and torch.allclose(ink_centre(y), ink_centre(x), atol=1.0) and (y - x).abs().sum() > 0.2 * ink(x).sum(),
+    "brightness": lambda x, y: (y[x == 0] == 102 / 255).all() and (y >= 0.4).all(),
+    "translate": lambda x, y: torch.allclose(ink(y), ink(x), rtol=0.02)
+    and torch.allclose((ink_centre(y) - ink_centre(x)).abs(), torch.tensor(3.0), atol=0.05),
+    "stripe": lambda x, y: torch.allclose(y[..., :7], 1 - x[..., :7]) and torch.equal(y[..., 7:21], x[..., 7:21]),
+    "fog": lambda x, y: (y[x == 0] > 0).float().mean() > 0.9,
+    "spatter": lambda x, y: (y != x).any() and ((y != x) <= ((y - 0.6).abs() < 1e-6)).all()
+    and (y != x).float().mean() < 0.1,
+    "dotted_line": lambda x, y: (y >= x).all() and (((y == 1) & (x == 0)).flatten(1).sum(1) >= 5).all(),
+    "zigzag": lambda x, y: (y >= x).all() and (((y == 1) & (x == 0)).flatten(1).sum(1) >= 20).all(),
+    "canny_edges": lambda x, y: set(y.unique().tolist()) <= {0.0, 1.0} and (y[gaussian_ink(x) == 0] == 0).all()
+    and (y[x == 1] == 1).float().mean() < 0.5,
+}
+
+
+def gaussian_ink(x):
+    return vad.gaussian_blur(x, 1.0).gt(0.01).float()
+
+
+@pytest.mark.parametrize("kind", vad.CORRUPTIONS)
+def test_each_corruption_is_deterministic_for_a_seed_and_does_what_its_name_says(data_dir, kind):
+    images, _ = data.load_mnist(data_dir, train=False, limit=16)
+    x = data.to_unit_range(images)
+    first, again, other = (vad.corrupt(x, kind, torch.Generator().manual_seed(seed)) for seed in (0, 0, 1))
+    assert torch.equal(first, again) and first.shape == x.shape and 0 <= first.min() <= first.max() <= 1
+    assert torch.equal(first, (first * 255).round() / 255)          # on MNIST's 256 grey levels
+    assert not torch.equal(first, x)
+    if kind in CORRUPTION_CHECKS:
+        assert not torch.equal(first, other) or kind in ("scale", "brightness", "stripe", "canny_edges")
+        assert CORRUPTION_CHECKS[kind](x, first), kind
+
+
+def test_the_mnist_c_benchmark_scores_every_test_digit_per_type(data_dir, tmp_path, small_vae):
+    metrics = run(data_dir, tmp_path, small_vae, "--benchmark", "mnist-c", "--corruptions", "translate")
+    assert metrics["num_normal"] == 10_000 and metrics["num_per_anomaly_type"] == 10_000
+    assert list(metrics["per_type"]) == ["translate"] and metrics["per_type"]["translate"]["group"] == "held_out"
+    assert (tmp_path / "benchmark.json").exists() and not (tmp_path / "gallery.png").exists()
 
 
 def test_scores_a_png_folder_and_the_same_images_as_npy_alike(data_dir, tmp_path, small_vae):
