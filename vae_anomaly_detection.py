@@ -657,6 +657,7 @@ def plot_histograms(path, scores, kinds, types, threshold, score_name):
         for group, colour, label in [("normal", "tab:blue", "normal test digits"), (kind, "tab:red", name)]:
             chosen = scores[kinds == group]
             axes.hist(chosen, bins, weights=np.full(len(chosen), 1 / len(chosen)), alpha=0.6, color=colour,
+                      histtype="stepfilled",  # one polygon, not 80 bars: half the drawing time
                       label=label)
         axes.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3g}")
         axes.set_xscale("symlog", linthresh=1)
