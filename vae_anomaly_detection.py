@@ -145,7 +145,7 @@ def gaussian_blur(images, sigma):
 
 def warp(images, matrices, mode="bilinear", padding_mode="zeros"):
     """skimage.transform.warp(x, inverse_map=A) for a batch: output pixel (col, row) reads the input at
-    A @ (col, row, 1), A one 2 x 3 matrix per image in pixel units; bilinear, black outside the image."""
+    A @ (col, row, 1), A one 2 x 3 matrix per image in pixel units; by default bilinear, black outside the image."""
     n, _, height, width = images.shape
     rows, cols = torch.meshgrid(torch.arange(height, device=images.device, dtype=images.dtype),
                                 torch.arange(width, device=images.device, dtype=images.dtype), indexing="ij")
