@@ -4,12 +4,13 @@ The convolutional GAN of Radford et al. (2016) (common/dcgan.py) with their reci
 batch 128, z of size 100, the non-saturating loss; D updated first on a real and a generated batch, then G. Real
 images get random horizontal flips, on the device. Samples come from an exponential moving average of G's weights,
 which changes nothing in training and lowers the Frechet distance for free. Sample quality is tracked after every
-epoch as the Frechet distance in the features of a small CIFAR-10 classifier (common/classifier.py), and the epoch
-with the lowest one is kept as best.pt beside the last checkpoint: DCGAN is known to degrade late in training. The
-other well-known stabilisers are flags: --spectral-norm, --loss hinge, --lr-g/--lr-d (two time scales);
-BENCHMARKS.md compares them.
+epoch as the Frechet distance in the features of a small CIFAR-10 classifier (common/classifier.py) to 5,000
+training images, and the epoch with the lowest one is kept as best.pt beside the last checkpoint: DCGAN is known to
+degrade late in training. The final numbers compare 10,000 samples with the 10,000 test images, which the choice of
+epoch never saw. The other well-known stabilisers are flags: --spectral-norm, --loss hinge, --lr-g/--lr-d (two time
+scales); BENCHMARKS.md compares them.
 
-    python dcgan_cifar10.py                                  # CPU: under a minute per epoch on 2 cores, 10 epochs
+    python dcgan_cifar10.py                                  # CPU: about 2 minutes per epoch on 2 cores, 10 epochs
     python dcgan_cifar10.py --device cuda --epochs 100       # GPU: bf16 autocast
     python dcgan_cifar10.py --epochs 0 --num-samples 10000   # sample from the best checkpoint, no training
 
@@ -28,22 +29,27 @@ SETTINGS = {
     **cli.TRAINING_SETTINGS,
     **classifier.CIFAR10_SETTINGS,
     "epochs": (10, "passes over the 50k training images"),
-    "batch_size": (128, "real images per step (and as many generated ones), the paper's 128"),
-    "latent_dim": (100, "size of z, the paper's 100"),
-    "base_channels": (48, "channels of G's last and D's first hidden layer, doubling layer by layer (paper: 128)"),
-    "lr_g": (2e-4, "Adam learning rate of G"),
-    "lr_d": (2e-4, "Adam learning rate of D; e.g. 4e-4 with --lr-g 1e-4 for two time scales (Heusel et al. 2017)"),
-    "beta1": (0.5, "Adam beta1 of both networks (beta2 = 0.999), as in Radford et al. 2016"),
-    "loss": ("bce", "bce (the non-saturating loss of Goodfellow et al. 2014) or hinge (Lim & Ye 2017)"),
+    "batch_size": (128, "real images per step (and as many generated ones), the paper's 128", "[1, inf)"),
+    "latent_dim": (100, "size of z, the paper's 100", "[1, inf)"),
+    "base_channels": (48, "channels of G's last and D's first hidden layer, doubling layer by layer (paper: 128)", "[1, inf)"),
+    "lr_g": (2e-4, "Adam learning rate of G", "(0, inf)"),
+    "lr_d": (2e-4, "Adam learning rate of D; e.g. 4e-4 with --lr-g 1e-4 for two time scales (Heusel et al. 2017)", "(0, inf)"),
+    "beta1": (0.5, "Adam beta1 of both networks (beta2 = 0.999), as in Radford et al. 2016", "[0, 1)"),
+    "loss": ("bce", "bce (the non-saturating loss of Goodfellow et al. 2014) or hinge (Lim & Ye 2017)", ("bce", "hinge")),
     "spectral_norm": (False, "spectral normalisation instead of batch norm in D (Miyato et al. 2018)"),
-    "ema_decay": (0.999, "sample from an exponential moving average of G's weights with this decay (0: off)"),
-    "quality_every": (1, "measure sample quality every N epochs (and always after the last)"),
-    "quality_samples": (5000, "generated and real test images per quality measurement during training"),
-    "final_samples": (10000, "generated and real test images for the final numbers in metrics.json"),
+    "ema_decay": (0.999, "sample from an exponential moving average of G's weights with this decay (0: off)", "[0, 1)"),
+    "quality_every": (1, "measure sample quality every N epochs (and always after the last)", "[1, inf)"),
+    "quality_samples": (5000, "generated images per quality measurement during training, against as many held-out "
+                               "training images", "[2, 5000]"),
+    "final_samples": (10000, "generated and real test images for the final numbers in metrics.json", "[2, 10000]"),
     "sample_from": ("best", "generator of the final figures, metrics and samples: best (lowest tracked Frechet "
-                            "distance, best.pt) or last (checkpoint.pt)"),
+                            "distance, best.pt) or last (checkpoint.pt)", ("best", "last")),
 }
 
+# The settings a run must keep to be continued with --resume: they shape the networks, the data order, the loss or
+# the optimizers' betas. --epochs may grow; --lr-g and --lr-d may change (a resumed run takes the new rates).
+FIXED_ON_RESUME = ("batch_size", "limit", "latent_dim", "base_channels", "spectral_norm", "loss", "beta1",
+                   "ema_decay", "seed")
 GRID_SIZE = 64  # fixed-noise images shown after every epoch, 8 x 8
 
 
@@ -116,13 +122,16 @@ def build(cfg, device, checkpoint=None):
 
 
 def train(cfg, train_images, device, out, quality):
-    """Train (or continue) G and D; checkpoint.pt after every epoch, best.pt whenever the tracked distance drops."""
+    """Train (or continue) G and D; checkpoint.pt after every epoch, best.pt whenever the tracked distance drops.
+
+    ``quality(generator)`` measures the weight average's samples against held-out images (the tracked distance)."""
     runs.seed_everything(cfg.seed)  # the initial weights are the seed's too
     checkpoint_path = out / "checkpoint.pt"
-    checkpoint = gan.resume_or_start(checkpoint_path, cfg.resume, device)
+    checkpoint = gan.resume_or_start(checkpoint_path, cfg, "dcgan", FIXED_ON_RESUME, device)
     generator, discriminator, optimizer_g, optimizer_d = build(cfg, device, checkpoint)
     average = copy.deepcopy(generator)  # the weight average samples come from (a copy of G while ema_decay is 0)
-    history, first_epoch = gan.restore(checkpoint, generator, average, discriminator, optimizer_g, optimizer_d)
+    history, first_epoch = gan.restore(checkpoint, generator, average, discriminator, optimizer_g, optimizer_d,
+                                       (cfg.lr_g, cfg.lr_d))
     fixed_noise = torch.randn(GRID_SIZE, cfg.latent_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
     autocast, memory_format = precision(device)
     steps_per_epoch = -(-len(train_images) // cfg.batch_size)
@@ -141,6 +150,7 @@ def train(cfg, train_images, device, out, quality):
             # The average warms up as in TensorFlow's ExponentialMovingAverage(num_updates): decay (1 + t) / (10 + t)
             # until it reaches ema_decay, so the random initial weights do not linger in it for thousands of steps.
             gan.update_average(average, generator, min(cfg.ema_decay, (1 + step) / (10 + step)))
+        gan.check_losses(steps, epoch, checkpoint_path)
         gan.record_steps(history, steps)
         history["seconds"].append(timer.elapsed())  # training only: the speed the issue's bar is about
 
@@ -148,22 +158,22 @@ def train(cfg, train_images, device, out, quality):
         with torch.no_grad():
             history["grids"].append(data.to_uint8(average(fixed_noise), -1, 1))
         if epoch % cfg.quality_every == 0 or epoch == cfg.epochs:
-            gan.record_quality(history, epoch, quality(average, cfg.quality_samples))
+            gan.record_quality(history, epoch, quality(average))
         state = dict(architecture="dcgan", generator=generator.state_dict(), generator_config=generator.config,
                      generator_ema=average.state_dict() if cfg.ema_decay else None,
                      discriminator=discriminator.state_dict(), discriminator_config=discriminator.config,
                      optimizer_g=optimizer_g.state_dict(), optimizer_d=optimizer_d.state_dict(),
-                     epoch=epoch, history=history)
-        runs.save_checkpoint(checkpoint_path, **state)
+                     epoch=epoch, history=history, settings=vars(cfg))
+        runs.save_checkpoint(checkpoint_path, "gan", **state)
         measured = history["quality_epoch"][-1:] == [epoch]
         if measured and history["frechet_distance"][-1] == min(history["frechet_distance"]):
-            runs.save_checkpoint(out / "best.pt", **state)
+            runs.save_checkpoint(out / "best.pt", "gan", **state)
         print(gan.epoch_summary(history, epoch, cfg.epochs), flush=True)
 
 
 def plot_figures(history, generator, real_images, out, device):
     title = "DCGAN on CIFAR-10"
-    gan.plot_training(out, history, title)
+    gan.plot_training(out, history, title, "training images")
     # The same number of real and generated images, side by side at the same scale.
     generated = gan.generate(generator, GRID_SIZE, device, seed=1)
     real = real_images[torch.randperm(len(real_images), generator=torch.Generator().manual_seed(1))[:GRID_SIZE]]
@@ -176,36 +186,32 @@ def plot_figures(history, generator, real_images, out, device):
 
 def main(argv=None):
     cfg = cli.parse(SETTINGS, __doc__, argv)
-    for name, choices in [("loss", ("bce", "hinge")), ("sample_from", ("best", "last"))]:
-        if getattr(cfg, name) not in choices:
-            raise cli.UserError(f"--{name.replace('_', '-')} must be one of {', '.join(choices)}, "
-                                f"got {getattr(cfg, name)!r}")
-    if not 0 <= cfg.ema_decay < 1:
-        raise cli.UserError(f"--ema-decay must be in [0, 1), got {cfg.ema_decay}")
     device = runs.pick_device(cfg.device)
     out = runs.output_folder(__file__, cfg.out_dir)
     runs.write_json(out / "config.json", vars(cfg))
     test_images, _ = data.load_cifar10(cfg.data_dir, train=False, device=device)
     judge, judge_accuracy = classifier.cifar10_classifier(cfg.data_dir, device, cfg.classifier)
-    real_features, _ = classifier.features_and_probabilities(
-        judge, test_images[:max(cfg.quality_samples, cfg.final_samples)])
+    test_features, _ = classifier.features_and_probabilities(judge, test_images[:cfg.final_samples])
 
-    def quality(generator, num_images):
-        # The same number of real test images as generated ones: the distance's bias depends on both counts.
-        return classifier.sample_quality(judge, gan.generate(generator, num_images, device, seed=cfg.seed).to(device),
-                                         real_features[:num_images])
+    def quality(generator, real_features, seed):
+        # As many generated images as real ones: the distance's bias depends on both counts.
+        generated = gan.generate(generator, len(real_features), device, seed=seed).to(device)
+        return classifier.sample_quality(judge, generated, real_features)
 
     if cfg.epochs:
         train_images, _ = data.load_cifar10(cfg.data_dir, train=True, device=device, limit=cfg.limit)
-        train(cfg, train_images, device, out, quality)
-    history = runs.load_checkpoint(out / "checkpoint.pt", device)["history"]
+        # best.pt is chosen by the distance to training images (the first ones hold every class equally often); the
+        # final numbers use test images and other noise, so the choice cannot flatter them.
+        selection_features, _ = classifier.features_and_probabilities(judge, train_images[:cfg.quality_samples])
+        train(cfg, train_images, device, out, lambda generator: quality(generator, selection_features, cfg.seed))
+    history = runs.load_checkpoint(out / "checkpoint.pt", device, kind="gan")["history"]
     generator, checkpoint = gan.load_generator(out / ("best.pt" if cfg.sample_from == "best" else "checkpoint.pt"),
                                                device)
 
     plot_figures(history, generator, test_images, out, device)
     best_index = history["frechet_distance"].index(min(history["frechet_distance"]))
     metrics = {
-        **gan.final_metrics(quality(generator, cfg.final_samples), history, judge_accuracy),
+        **gan.final_metrics(quality(generator, test_features, cfg.seed + 2), history, judge_accuracy),
         "sampled_epoch": checkpoint["epoch"],
         "best_epoch": history["quality_epoch"][best_index],
         "tracked_frechet_distance_best": history["frechet_distance"][best_index],

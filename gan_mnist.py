@@ -24,21 +24,25 @@ SETTINGS = {
     **cli.TRAINING_SETTINGS,
     **classifier.MNIST_SETTINGS,
     "epochs": (11, "passes over the 60k training images"),
-    "batch_size": (64, "real images per step (and as many generated ones)"),
-    "latent_dim": (64, "size of z"),
-    "g_width": (256, "generator hidden layers: g_width, 2 g_width, 4 g_width units"),
-    "d_width": (512, "discriminator hidden layers: d_width, d_width / 2 units"),
-    "lr_g": (1e-3, "Adam learning rate of G (2e-4, the usual GAN rate, needs about three times the epochs)"),
-    "lr_d": (1e-3, "Adam learning rate of D"),
-    "beta1": (0.5, "Adam beta1 of both networks (beta2 = 0.999), as in Radford et al. 2016"),
-    "real_label": (0.9, "target for real images in D's loss; below 1 is one-sided label smoothing"),
+    "batch_size": (64, "real images per step (and as many generated ones)", "[1, inf)"),
+    "latent_dim": (64, "size of z", "[1, inf)"),
+    "g_width": (256, "generator hidden layers: g_width, 2 g_width, 4 g_width units", "[1, inf)"),
+    "d_width": (512, "discriminator hidden layers: d_width, d_width / 2 units", "[2, inf)"),
+    "lr_g": (1e-3, "Adam learning rate of G (2e-4, the usual GAN rate, needs about three times the epochs)", "(0, inf)"),
+    "lr_d": (1e-3, "Adam learning rate of D", "(0, inf)"),
+    "beta1": (0.5, "Adam beta1 of both networks (beta2 = 0.999), as in Radford et al. 2016", "[0, 1)"),
+    "real_label": (0.9, "target for real images in D's loss; below 1 is one-sided label smoothing", "(0, 1]"),
     "minibatch_std": (True, "give D the batch's feature spread as one more input (Karras et al. 2018)"),
-    "ema_decay": (0.999, "sample from an exponential moving average of G's weights with this decay (0: off)"),
+    "ema_decay": (0.999, "sample from an exponential moving average of G's weights with this decay (0: off)", "[0, 1)"),
     "quality_every": (1, "measure sample quality every N epochs and after the last (0: after the last only)"),
-    "quality_samples": (5000, "generated images per quality measurement during training"),
-    "eval_images": (10000, "generated and real test images behind the final quality numbers (10k, as for FID)"),
+    "quality_samples": (5000, "generated images per quality measurement during training", "[2, inf)"),
+    "eval_images": (10000, "generated and real test images behind the final quality numbers (10k, as for FID)", "[2, 10000]"),
 }
 
+# The settings a run must keep to be continued with --resume: they shape the networks, the data order or the
+# optimizers' betas. --epochs may grow; --lr-g and --lr-d may change (a resumed run takes the new rates).
+FIXED_ON_RESUME = ("batch_size", "limit", "latent_dim", "g_width", "d_width", "minibatch_std", "beta1", "real_label",
+                   "ema_decay", "seed")
 GRID_SIZE = 64  # fixed-noise images shown after every epoch, 8 x 8
 
 
@@ -57,8 +61,9 @@ def train(cfg, train_images, device, checkpoint_path, quality):
     fused = device.type in ("cpu", "cuda")
     optimizer_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, 0.999), fused=fused)
     optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, 0.999), fused=fused)
-    history, first_epoch = gan.restore(gan.resume_or_start(checkpoint_path, cfg.resume, device), generator, average,
-                                       discriminator, optimizer_g, optimizer_d)
+    checkpoint = gan.resume_or_start(checkpoint_path, cfg, "mlp", FIXED_ON_RESUME, device)
+    history, first_epoch = gan.restore(checkpoint, generator, average, discriminator, optimizer_g, optimizer_d,
+                                       (cfg.lr_g, cfg.lr_d))
     fixed_noise = torch.randn(GRID_SIZE, cfg.latent_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
 
     for epoch in range(first_epoch, cfg.epochs + 1):
@@ -92,6 +97,7 @@ def train(cfg, train_images, device, checkpoint_path, quality):
 
             steps.append(torch.stack([loss_d, loss_g, torch.sigmoid(real_logits).mean(),
                                       torch.sigmoid(fake_logits).mean()]).detach())
+        gan.check_losses(steps, epoch, checkpoint_path)
         gan.record_steps(history, steps)
         gan.recalibrate_batch_norm(average, device)
         with torch.no_grad():
@@ -99,11 +105,11 @@ def train(cfg, train_images, device, checkpoint_path, quality):
         if (cfg.quality_every and epoch % cfg.quality_every == 0) or epoch == cfg.epochs:
             gan.record_quality(history, epoch, quality(average, cfg.quality_samples))
         history["seconds"].append(timer.elapsed())
-        runs.save_checkpoint(checkpoint_path, architecture="mlp", generator=generator.state_dict(),
+        runs.save_checkpoint(checkpoint_path, "gan", architecture="mlp", generator=generator.state_dict(),
                              generator_config=generator.config, generator_ema=average.state_dict(),
                              discriminator=discriminator.state_dict(), discriminator_config=discriminator.config,
                              optimizer_g=optimizer_g.state_dict(), optimizer_d=optimizer_d.state_dict(),
-                             epoch=epoch, history=history)
+                             epoch=epoch, history=history, settings=vars(cfg))
         print(gan.epoch_summary(history, epoch, cfg.epochs), flush=True)
     return average.eval(), history
 
@@ -120,8 +126,6 @@ def main(argv=None):
     out = runs.output_folder(__file__, cfg.out_dir)
     checkpoint_path = out / "checkpoint.pt"
     runs.write_json(out / "config.json", vars(cfg))
-    if min(cfg.quality_samples, cfg.eval_images) < 2:
-        raise cli.UserError("--quality-samples and --eval-images must be >= 2: a covariance needs two images")
     if cfg.epochs == 0:
         generator, checkpoint = gan.load_generator(checkpoint_path, device)
         history = checkpoint["history"]

@@ -34,10 +34,10 @@ SETTINGS = {
     "checkpoint": ("", f"GAN checkpoint to walk through (default {MNIST_CHECKPOINT}, trained first if absent)"),
     "dcgan": (False, f"walk through dcgan_cifar10.py's generator ({DCGAN_CHECKPOINT}) instead"),
     "cifar10_classifier": ("outputs/classifiers/cifar10.pt", "cached CIFAR-10 classifier, used with --dcgan"),
-    "pairs": (4, "pairs of endpoints, each a different pair of classes"),
-    "steps": (12, "images along each path, both endpoints included"),
+    "pairs": (4, "pairs of endpoints, each a different pair of classes", "[1, inf)"),
+    "steps": (12, "images along each path, both endpoints included", "[2, inf)"),
     "classes": ([], "A B: every pair goes from class A to class B (default: random different classes)"),
-    "pool": (2000, "latent vectors drawn to find endpoints the classifier reads confidently as each class"),
+    "pool": (2000, "latent vectors drawn to find endpoints the classifier reads confidently as each class", "[2, inf)"),
 }
 METHODS = ("lerp", "slerp")
 
@@ -254,7 +254,7 @@ def main(argv=None):
         raise cli.UserError(f"--steps must be >= 2, --pairs >= 1 and --pool >= 2 * pairs, got {cfg.steps}, "
                             f"{cfg.pairs} and {cfg.pool}")
     path = checkpoint_path(cfg, out)
-    generator, checkpoint = gan.load_generator(path, device)
+    generator, checkpoint = gan.load_generator(path, device, flag="--checkpoint")
     judge, names = load_judge(cfg, checkpoint["architecture"], device)
     if cfg.classes and judge is None:
         raise cli.UserError("--classes needs a classifier for this dataset; drop --classes")

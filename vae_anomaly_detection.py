@@ -24,6 +24,7 @@ one_class.json and a checkpoint per digit under one_class/.
 """
 import csv
 import math
+import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -36,30 +37,32 @@ from torchvision import io
 
 from common import cli, data, plots, runs, vae
 
-SETTINGS = {
-    **cli.BASE_SETTINGS,
-    **vae.CHECKPOINT_SETTINGS,
-    "anomaly_score": ("combined", "combined | reconstruction | elbo | relative_error | grey_levels | stroke_texture | "
-                                  "geometry | complexity | iw_nll (with --iw-samples): see ANOMALY_SCORES; combined "
-                                  "has the best mean and lowest AUROC on the development group (BENCHMARKS.md)"),
-    "percentile": (99.0, "threshold = this percentile of the normal validation digits' scores, so about "
-                         "(100 - it)%% of normal digits get flagged"),
-    "corruptions": ("all", "what the evaluation mix holds: anomaly types and groups, comma-separated (groups: "
-                           "original, development, held_out, mnist_c, all; types: see CORRUPTIONS, fashion_mnist)"),
-    "anomaly_fraction": (0.5, "share of anomalies in the evaluation mix of 10,000 images, split evenly over the "
-                              "types of --corruptions"),
-    "benchmark": ("", "mnist-c: instead of the mix, every type of --corruptions applied to all 10,000 test digits "
-                      "(as MNIST-C does) against the 10,000 clean ones; writes benchmark.json"),
-    "score": (None, "score your own images instead: a .npy / .npz array (N x 28 x 28 or N x 1 x 28 x 28, uint8 0..255 "
-                    "or float 0..1) or a folder of 28 x 28 PNGs; writes scores.csv"),
-    "normal_digit": ("", "one-class benchmark: train a VAE on this digit's training images only (0-9, or all)"),
-    "one_class_epochs": (10, "training epochs of each one-class VAE (about 6,000 images each: 20 s a digit on 2 "
-                             "CPU cores)"),
-    "iw_samples": (0, "also score by an importance-weighted -log p(x) with this many samples (iw_nll; slow)"),
-}
 # Every score, one value per image, higher = more anomalous (score_images below defines each):
 ANOMALY_SCORES = ("combined", "reconstruction", "elbo", "relative_error", "grey_levels", "stroke_texture", "geometry",
                   "complexity")
+
+SETTINGS = {
+    **cli.BASE_SETTINGS,
+    **vae.CHECKPOINT_SETTINGS,
+    "anomaly_score": ("combined", "what an image is scored by (score_images; iw_nll needs --iw-samples); combined "
+                                  "has the best mean and lowest AUROC on the development group (BENCHMARKS.md)",
+                      (*ANOMALY_SCORES, "iw_nll")),
+    "percentile": (99.0, "threshold = this percentile of the normal validation digits' scores, so about "
+                         "(100 - it)%% of normal digits get flagged", "(0, 100)"),
+    "corruptions": ("all", "what the evaluation mix holds: anomaly types and groups, comma-separated (groups: "
+                           "original, development, held_out, mnist_c, all; types: see CORRUPTIONS, fashion_mnist)"),
+    "anomaly_fraction": (0.5, "share of anomalies in the evaluation mix of 10,000 images, split evenly over the "
+                              "types of --corruptions", "(0, 1)"),
+    "benchmark": ("", "mnist-c: instead of the mix, every type of --corruptions applied to all 10,000 test digits "
+                      "(as MNIST-C does) against the 10,000 clean ones; writes benchmark.json", ("", "mnist-c")),
+    "score": (None, "score your own images instead: a .npy / .npz array (N x 28 x 28 or N x 1 x 28 x 28, uint8 0..255 "
+                    "or float 0..1) or a folder of 28 x 28 PNGs; writes scores.csv"),
+    "normal_digit": ("", "one-class benchmark: train a VAE on this digit's training images only (0-9, or all)",
+                     ("", "all", *"0123456789")),
+    "one_class_epochs": (10, "training epochs of each one-class VAE (about 6,000 images each: 20 s a digit on 2 "
+                             "CPU cores)", "[1, inf)"),
+    "iw_samples": (0, "also score by an importance-weighted -log p(x) with this many samples (iw_nll; slow)"),
+}
 # combined = the largest of these, each standardised on the normal validation digits.
 COMBINED_SCORES = ("geometry", "grey_levels", "stroke_texture")
 INK_OFFSET = 10.0  # relative_error's denominator is the image's ink (sum of pixel values, ~100 for a digit) + this
@@ -621,7 +624,7 @@ def load_user_images(path):
                 raise cli.UserError(f"{path} holds arrays {keys}: expected one array, or one named 'images'")
             loaded = loaded["images" if "images" in keys else keys[0]]
         array = np.asarray(loaded)
-    except (OSError, ValueError, EOFError) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:  # an .npz is a zip archive
         raise cli.UserError(f"{path} is not a readable numpy file ({error.__class__.__name__}): "
                             f"expected an array of {expected}") from None
     if array.ndim == 4 and array.shape[1] == 1:
@@ -738,7 +741,7 @@ def one_class_benchmark(cfg, device, out, log=print):
     digits = list(range(10)) if cfg.normal_digit == "all" else [int(cfg.normal_digit)]
     train_images, train_labels = data.load_mnist(cfg.data_dir, train=True, device=device)
     test_images, test_labels = data.load_mnist(cfg.data_dir, train=False, device=device)
-    recipe = {name: default for name, (default, _) in vae.SETTINGS.items()}
+    recipe = cli.defaults(vae.SETTINGS)
     recipe["epochs"] = cfg.one_class_epochs
     x_test = data.to_unit_range(test_images)
     results = {}
@@ -791,17 +794,8 @@ def summarise_groups(auroc_by_type):
 
 def main(argv=None):
     cfg = cli.parse(SETTINGS, __doc__, argv)
-    if cfg.anomaly_score not in ANOMALY_SCORES and not (cfg.anomaly_score == "iw_nll" and cfg.iw_samples):
-        raise cli.UserError(f"--anomaly-score must be one of {', '.join(ANOMALY_SCORES)} (or iw_nll with "
-                            f"--iw-samples N), got {cfg.anomaly_score!r}")
-    if not 0 < cfg.percentile < 100:
-        raise cli.UserError(f"--percentile must be between 0 and 100, got {cfg.percentile}")
-    if not 0 < cfg.anomaly_fraction < 1:
-        raise cli.UserError(f"--anomaly-fraction must be between 0 and 1, got {cfg.anomaly_fraction}")
-    if cfg.normal_digit not in ("", "all", *map(str, range(10))):
-        raise cli.UserError(f"--normal-digit must be a digit 0-9 or all, got {cfg.normal_digit!r}")
-    if cfg.benchmark not in ("", "mnist-c"):
-        raise cli.UserError(f"--benchmark must be mnist-c (or absent), got {cfg.benchmark!r}")
+    if cfg.anomaly_score == "iw_nll" and not cfg.iw_samples:
+        raise cli.UserError("--anomaly-score iw_nll needs --iw-samples N (N >= 1)")
     types = parse_corruptions(cfg.corruptions)
     user_images = load_user_images(cfg.score) if cfg.score else None  # bad input stops here, before any work
     device = runs.pick_device(cfg.device)
@@ -816,8 +810,7 @@ def main(argv=None):
         print(f"wrote {out}/")
         return summary
 
-    vae.load_or_train_vae(cfg.vae_checkpoint, cfg.data_dir, device, cfg.seed)
-    model, checkpoint = vae.load_vae(cfg.vae_checkpoint, device)  # the checkpoint says which images it trained on
+    model, checkpoint = vae.load_or_train_vae(cfg.vae_checkpoint, cfg.data_dir, device, cfg.seed)
     vae_saw_validation = saw_validation_images(checkpoint)
     detector = calibrate(cfg, model, device)
     threshold, val_scores = detector.threshold, detector.validation_scores

@@ -17,7 +17,7 @@ from common import cli, data, plots, runs, vae
 SETTINGS = {
     **cli.TRAINING_SETTINGS,
     **vae.SETTINGS,  # epochs, batch size, learning rate and model sizes: shared with the scripts that reuse the VAE
-    "iw_samples": (16, "importance samples per test image for the estimate of -log p(x) (1000+ on a GPU)"),
+    "iw_samples": (16, "importance samples per test image for the estimate of -log p(x) (1000+ on a GPU)", "[1, inf)"),
 }
 
 
@@ -49,7 +49,6 @@ def plot_images(model, test_images, test_labels, out, latent_dim):
 
 def main(argv=None):
     cfg = cli.parse(SETTINGS, __doc__, argv)
-    vae.model_config(cfg)  # a bad --architecture stops here, before any data is read
     device = runs.pick_device(cfg.device)
     out = runs.output_folder(__file__, cfg.out_dir)
     checkpoint_path = out / "checkpoint.pt"

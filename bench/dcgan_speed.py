@@ -79,7 +79,7 @@ def plain_step_function(top, images, batch_size, device):
 
 def our_step_function(overrides, images, batch_size, device):
     """dcgan_cifar10.py's step with its default settings, changed by ``overrides``."""
-    cfg = SimpleNamespace(**{name: default for name, (default, _) in dcgan_cifar10.SETTINGS.items()})
+    cfg = SimpleNamespace(**cli.defaults(dcgan_cifar10.SETTINGS))
     cfg.batch_size, cfg.contiguous = batch_size, False
     for name, value in overrides.items():
         setattr(cfg, name, value)

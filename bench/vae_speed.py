@@ -98,7 +98,7 @@ def run_baseline(cfg, device):
 
 def run_ours(cfg, device, **changes):
     """Returns [(seconds, test loss)] after each epoch of vae_mnist.py's recipe with ``changes``."""
-    recipe = {name: default for name, (default, _) in vae.SETTINGS.items()}
+    recipe = cli.defaults(vae.SETTINGS)
     recipe.update(changes, seed=cfg.seed, resume=False)
     train_images, _ = data.load_mnist(cfg.data_dir, train=True, device=device)
     test_images, _ = data.load_mnist(cfg.data_dir, train=False, device=device)

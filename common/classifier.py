@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from common import data, metrics, runs
+from common.cli import UserError
 
 MNIST_CACHE = "outputs/classifiers/mnist.pt"
 
@@ -62,21 +63,23 @@ def load_or_train(model, train, test, path, epochs=3, batch_size=128, lr=2e-3, s
     """``model`` with the weights cached at ``path``, trained and cached there first if absent; and its test accuracy.
 
     ``train`` and ``test`` are (uint8 N x C x H x W images, int64 labels) on the model's device. The model needs a
-    ``config`` dict (its constructor's arguments), ``features(x)`` and ``head(features)`` giving logits. A cache
-    written for a model of another config is retrained rather than half-loaded. Adam with a linear decay to 0 over
-    ``epochs``: enough for the small CNN to pass 99% on MNIST in three epochs (two reach 99.0%).
+    ``config`` dict (its constructor's arguments), ``features(x)`` and ``head(features)`` giving logits. A file at
+    ``path`` that is not a classifier of this config is refused, never retrained over: it may be the user's. Adam
+    with a linear decay to 0 over ``epochs``: enough for the small CNN to pass 99% on MNIST in three epochs (two
+    reach 99.0%).
     """
     path = Path(path)
     device = next(model.parameters()).device
     if path.exists():
-        cached = runs.load_checkpoint(path, device)
-        # Same config and the same weight names: a cache from an older version of the class is retrained.
-        if cached["model_config"] == model.config and cached["model"].keys() == model.state_dict().keys():
-            model.load_state_dict(cached["model"])
-            log(f"classifier {path}: test accuracy {cached['test_accuracy']:.4f} "
-                f"(trained on {cached['train_examples']} images)")
-            return model.eval(), cached["test_accuracy"]
-        log(f"classifier {path} was trained for another model: training it again")
+        cached = runs.load_checkpoint(path, device, kind="classifier", flag="--classifier")
+        if cached["model_config"] != model.config or cached["model"].keys() != model.state_dict().keys():
+            raise UserError(f"{path} holds a classifier of another shape ({cached['model_config']}) than this "
+                            f"script's ({model.config}): pass another --classifier path; a missing file is "
+                            f"trained and written there")
+        model.load_state_dict(cached["model"])
+        log(f"classifier {path}: test accuracy {cached['test_accuracy']:.4f} "
+            f"(trained on {cached['train_examples']} images)")
+        return model.eval(), cached["test_accuracy"]
 
     log(f"no classifier at {path}: training one on {len(train[0])} images ({epochs} epochs)")
     runs.seed_everything(seed)
@@ -94,7 +97,7 @@ def load_or_train(model, train, test, path, epochs=3, batch_size=128, lr=2e-3, s
             optimizer.step()
             scheduler.step()
     test_accuracy = accuracy(model, *test)
-    runs.save_checkpoint(path, model=model.state_dict(), model_config=model.config, test_accuracy=test_accuracy,
+    runs.save_checkpoint(path, "classifier", model=model.state_dict(), model_config=model.config, test_accuracy=test_accuracy,
                          train_examples=len(images), epochs=epochs)
     log(f"classifier test accuracy {test_accuracy:.4f}, cached at {path}")
     return model.eval(), test_accuracy
@@ -141,8 +144,8 @@ CIFAR10_CACHE = "outputs/classifiers/cifar10.pt"
 
 # The flag of every script that judges CIFAR-10 samples.
 CIFAR10_SETTINGS = {
-    "classifier": (CIFAR10_CACHE, "cached CIFAR-10 classifier for the quality numbers; trained there first (one to "
-                                  "two minutes on 2 CPU cores) if absent"),
+    "classifier": (CIFAR10_CACHE, "cached CIFAR-10 classifier for the quality numbers; trained there first (about "
+                                  "five minutes on 2 CPU cores, decoding the JPEGs included) if absent"),
 }
 
 

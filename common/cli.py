@@ -1,10 +1,15 @@
 """Settings and command-line flags, the same for every script.
 
-Each script keeps its settings in one visible dict, ``name: (default, help)``, and calls ``parse``. Every setting
-becomes a flag spelled the same way in every script (``batch_size`` -> ``--batch-size``); the flag's type is the
-default's type (a list default takes several whole numbers). Unknown flags and bad values stop the script with one line on stderr and exit code 2.
+Each script keeps its settings in one visible dict, ``name: (default, help)`` or ``name: (default, help, allowed)``,
+and calls ``parse``. Every setting becomes a flag spelled the same way in every script (``batch_size`` ->
+``--batch-size``); the flag's type is the default's type (a list default takes several whole numbers). ``allowed`` is
+the interval a number must lie in, in the usual notation ("[1, inf)": at least 1; "(0, 1)": strictly between), or
+the tuple of words a text setting may be; a number without it must be >= 0. Unknown flags and values outside what is
+allowed stop the script at once, before any data is read, with one line on stderr and exit code 2.
 """
 import argparse
+import math
+import re
 import sys
 
 # Flags every script accepts.
@@ -12,7 +17,7 @@ BASE_SETTINGS = {
     "data_dir": (None, "folder with MNIST/, FashionMNIST/, cifar10-jpeg/ "
                        "(default: $GENMODELS_DATA, else ./data, downloaded there if absent)"),
     "out_dir": (None, "where config.json, metrics.json, figures and checkpoints go (default: outputs/<script>)"),
-    "device": ("auto", "auto | cpu | cuda | mps; auto picks a GPU when one is present"),
+    "device": ("auto", "auto | cpu | cuda | mps; auto picks a GPU when one is present", ("auto", "cpu", "cuda", "mps")),
     "seed": (0, "seed for every random choice: two CPU runs with the same seed print the same numbers"),
 }
 
@@ -20,11 +25,13 @@ BASE_SETTINGS = {
 TRAINING_SETTINGS = {
     **BASE_SETTINGS,
     "epochs": (10, "passes over the training set; 0 loads the checkpoint and only evaluates and samples"),
-    "batch_size": (128, "training examples per optimizer step"),
+    "batch_size": (128, "training examples per optimizer step", "[1, inf)"),
     "limit": (0, "train on the first N training examples only (0: all)"),
     "resume": (False, "continue from the checkpoint in the output folder instead of starting over"),
     "num_samples": (0, "also write N generated images to samples.npz (key 'images', uint8)"),
 }
+
+DEFAULT_INTERVAL = "[0, inf)"  # every count, size and rate here: none has a meaningful negative value
 
 
 class UserError(Exception):
@@ -36,36 +43,84 @@ class _OneLineParser(argparse.ArgumentParser):
         raise UserError(f"{message} (see --help)")
 
 
+def parse_interval(text):
+    """ "[1, inf)" -> (1.0, inf, True, False): the bounds and whether each is included."""
+    match = re.fullmatch(r"([\[(])\s*(\S+)\s*,\s*(\S+)\s*([\])])", text)
+    if match is None:
+        raise ValueError(f"not an interval: {text!r}")
+    opening, low, high, closing = match.groups()
+    return float(low), float(high), opening == "[", closing == "]"
+
+
+def describe_interval(text):
+    """ "[1, inf)" -> ">= 1", "(0, 1)" -> "between 0 and 1 (both excluded)": the words of an error message."""
+    low, high, low_closed, high_closed = parse_interval(text)
+    if math.isinf(high):
+        return f"{'>=' if low_closed else '>'} {low:g}"
+    ends = {(True, True): "both included", (False, False): "both excluded",
+            (True, False): f"{high:g} excluded", (False, True): f"{low:g} excluded"}[low_closed, high_closed]
+    return f"between {low:g} and {high:g} ({ends})"
+
+
+def in_interval(value, text):
+    low, high, low_closed, high_closed = parse_interval(text)
+    above = value >= low if low_closed else value > low
+    below = value <= high if high_closed else value < high
+    return above and below
+
+
+def defaults(settings):
+    """``{name: default}`` of a settings dict: what a run gets without flags."""
+    return {name: default for name, (default, *_) in settings.items()}
+
+
 def parse(settings, description, argv=None):
     """Turn a script's settings dict into flags and parse ``argv`` (default: the command line)."""
     parser = _OneLineParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for name, (default, help_text) in settings.items():
+    for name, (default, help_text, *allowed) in settings.items():
         flag = "--" + name.replace("_", "-")
         if isinstance(default, bool):
             parser.add_argument(flag, default=default, action=argparse.BooleanOptionalAction, help=help_text)
         elif isinstance(default, list):  # a list of whole numbers: --classes 3 8
             parser.add_argument(flag, default=default, nargs="*", type=int, help=help_text, metavar="N")
+        elif isinstance(default, str) and allowed:  # one of a few words: argparse names them on a bad value
+            parser.add_argument(flag, default=default, choices=allowed[0], help=f"{help_text} [{default}]")
         else:
             kind = str if default is None else type(default)
             parser.add_argument(flag, default=default, type=kind, help=f"{help_text} [{default}]",
                                 metavar=kind.__name__.upper())
     args = parser.parse_args(argv)
-    for name, (default, _) in settings.items():
+    for name, (default, _, *allowed) in settings.items():
+        if isinstance(default, bool) or not isinstance(default, (int, float, list)):
+            continue
+        interval = allowed[0] if allowed else DEFAULT_INTERVAL
         value = getattr(args, name)
-        # Every numeric setting is a count, a size or a rate: none has a meaningful negative value.
         values = value if isinstance(value, list) else [value]
-        if isinstance(default, (int, float, list)) and not isinstance(default, bool) and any(v < 0 for v in values):
-            raise UserError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+        if not all(math.isfinite(v) and in_interval(v, interval) for v in values):
+            raise UserError(f"--{name.replace('_', '-')} must be {describe_interval(interval)}, got {value}")
     return args
 
 
+def as_flag(name, value):
+    """How a setting's value is spelled on the command line: ``--latent-dim 64``, ``--no-minibatch-std``."""
+    flag = "--" + name.replace("_", "-")
+    if isinstance(value, bool):
+        return flag if value else "--no-" + flag[2:]
+    if isinstance(value, list):
+        return " ".join([flag, *map(str, value)])
+    return f"{flag} {value}"
+
+
 def run(main):
-    """Call ``main()`` as a command: user errors become one line on stderr and exit code 2."""
+    """Call ``main()`` as a command: user errors become one line on stderr and exit code 2; Ctrl-C exits with 130
+    and one line (what a finished epoch saved is kept: every file is written atomically)."""
     try:
         main()
     except UserError as error:
         print(f"{sys.argv[0]}: error: {error}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print("\ninterrupted: rerun with --resume to continue from the last finished epoch", file=sys.stderr)
+        start = "\n" if sys.stderr.isatty() else ""  # on a terminal the progress bar holds the current line
+        print(f"{start}{sys.argv[0]}: interrupted: rerun with --resume to continue from the last finished epoch",
+              file=sys.stderr)
         sys.exit(130)

@@ -144,33 +144,59 @@ def generate(generator, num_images, device, batch_size=1000, seed=None):
 QUALITY_KEYS = ("frechet_distance", "inception_score", "class_shares", "min_class_share")
 
 
-def resume_or_start(checkpoint_path, resume, device):
-    """The checkpoint to continue from when ``resume`` is set and one exists, else None."""
-    if resume and checkpoint_path.exists():
-        checkpoint = runs.load_checkpoint(checkpoint_path, device)
+def resume_or_start(checkpoint_path, cfg, architecture, fixed, device):
+    """The checkpoint to continue from when ``cfg.resume`` is set and one exists, else None.
+
+    The checkpoint must be a GAN of ``architecture`` trained with the same values of the settings ``fixed`` (a
+    ``UserError`` names the first that differs). --epochs may grow: nothing in a GAN's training depends on it.
+    """
+    if cfg.resume and checkpoint_path.exists():
+        checkpoint = runs.load_checkpoint(checkpoint_path, device, kind="gan")
+        if checkpoint["architecture"] != architecture:
+            raise cli.UserError(f"{checkpoint_path} holds a {checkpoint['architecture']} GAN, not the "
+                                f"{architecture} GAN this script trains: pass another --out-dir")
+        runs.check_resumable(checkpoint, cfg, fixed, checkpoint_path)
         print(f"resuming from {checkpoint_path} after epoch {checkpoint['epoch']}")
         return checkpoint
-    if resume:
+    if cfg.resume:
         print(f"no checkpoint at {checkpoint_path} to resume from: starting from scratch")
     return None
 
 
-def restore(checkpoint, generator, average, discriminator, optimizer_g, optimizer_d):
+def restore(checkpoint, generator, average, discriminator, optimizer_g, optimizer_d, learning_rates):
     """Load ``checkpoint``'s states into the networks and optimizers; returns (history, first epoch to train).
 
-    Without a checkpoint: an empty history, with one list per curve, and epoch 1.
+    Without a checkpoint: an empty history, with one list per curve, and epoch 1. ``learning_rates`` (G's, D's)
+    replace those in the optimizers' saved states, so a run resumed with a lower --lr-g / --lr-d (after a
+    divergence, say) continues with it.
     """
     if checkpoint is None:
         keys = ["step_loss_d", "step_loss_g", "step_d_real", "step_d_fake", "loss_d", "loss_g", "d_real", "d_fake",
                 "seconds", "grids", "quality_epoch", *QUALITY_KEYS]
         return {key: [] for key in keys}, 1
-    generator.load_state_dict(checkpoint["generator"])
-    ema = checkpoint["generator_ema"]  # None where the run kept no average: it was G itself
-    average.load_state_dict(ema if ema is not None else checkpoint["generator"])
-    discriminator.load_state_dict(checkpoint["discriminator"])
-    optimizer_g.load_state_dict(checkpoint["optimizer_g"])
-    optimizer_d.load_state_dict(checkpoint["optimizer_d"])
+    try:
+        generator.load_state_dict(checkpoint["generator"])
+        ema = checkpoint["generator_ema"]  # None where the run kept no average: it was G itself
+        average.load_state_dict(ema if ema is not None else checkpoint["generator"])
+        discriminator.load_state_dict(checkpoint["discriminator"])
+    except RuntimeError:  # a file from before settings were recorded, whose networks have other sizes
+        raise cli.UserError(f"the networks in the checkpoint (G {checkpoint['generator_config']}, D "
+                            f"{checkpoint['discriminator_config']}) differ from those the flags ask for (G "
+                            f"{generator.config}, D {discriminator.config}): pass the flags it was trained with, "
+                            f"or another --out-dir") from None
+    for optimizer, state, rate in [(optimizer_g, checkpoint["optimizer_g"], learning_rates[0]),
+                                   (optimizer_d, checkpoint["optimizer_d"], learning_rates[1])]:
+        optimizer.load_state_dict(state)
+        for group in optimizer.param_groups:
+            group["lr"] = rate
     return checkpoint["history"], checkpoint["epoch"] + 1
+
+
+def check_losses(steps, epoch, checkpoint_path):
+    """Stop (``UserError``) when D's or G's loss of the epoch's ``steps`` diverged: before the epoch is saved."""
+    losses = torch.stack(steps)
+    runs.stop_if_diverged({"the discriminator's loss": losses[:, 0], "the generator's loss": losses[:, 1]}, epoch,
+                          checkpoint_path, "lower --lr-g and --lr-d")
 
 
 def record_steps(history, steps):
@@ -212,12 +238,13 @@ def print_metrics(metrics, class_names):
                                           for name, share in zip(class_names, metrics["class_shares"])))
 
 
-def load_generator(path, device):
+def load_generator(path, device, flag=None):
     """The generator a GAN checkpoint holds, rebuilt from the file alone; the weight average where the run kept one.
 
     Returns (generator in eval mode, checkpoint). The DCGAN's module is imported only when a DCGAN file is loaded.
+    ``flag``: the option that named the file, for the error message when it is not a GAN checkpoint.
     """
-    checkpoint = runs.load_checkpoint(path, device)
+    checkpoint = runs.load_checkpoint(path, device, kind="gan", flag=flag)
     architecture = checkpoint.get("architecture")
     if architecture == "mlp":
         generator_class = MLPGenerator
@@ -235,16 +262,16 @@ def load_generator(path, device):
 
 # ----- figures -----
 
-def plot_training(out, history, title):
+def plot_training(out, history, title, reference="the test set"):
     """The figures of a GAN's training from its history: losses.png, discriminator.png, grids/epoch_NNN.png,
-    progress.png and, where quality was measured, quality.png."""
+    progress.png and, where quality was measured, quality.png (the distance to ``reference``)."""
     plot_losses(out / "losses.png", history, f"{title}: losses")
     plot_discriminator_outputs(out / "discriminator.png", history, f"{title}: discriminator outputs")
     for epoch, grid in enumerate(history["grids"], start=1):
         save_epoch_grid(out / "grids" / f"epoch_{epoch:03d}.png", grid, epoch, "Fixed noise")
     plot_progress(out / "progress.png", history["grids"], f"{title}: the same 64 z vectors after each epoch")
     if history["quality_epoch"]:
-        plot_quality(out / "quality.png", history, title)
+        plot_quality(out / "quality.png", history, title, reference)
 
 
 def smooth(values, window):
@@ -324,9 +351,10 @@ def plot_progress(path, grids, title, count=5):
     plots.save_figure(figure, path)
 
 
-def plot_quality(path, history, title):
+def plot_quality(path, history, title, reference):
     """Frechet distance, inception score and the rarest class's share over training, from ``history["quality_epoch"]``,
-    ``["frechet_distance"]``, ``["inception_score"]`` and ``["min_class_share"]``."""
+    ``["frechet_distance"]``, ``["inception_score"]`` and ``["min_class_share"]``; ``reference`` names the real
+    images the distance was measured against."""
     epochs = history["quality_epoch"]
     figure, (fd, score, share) = plt.subplots(1, 3, figsize=(13, 3.8))
     fd.plot(epochs, history["frechet_distance"], "o-", markersize=3)
@@ -343,5 +371,5 @@ def plot_quality(path, history, title):
         axes.set(xlabel="epoch")
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.grid(alpha=0.3)
-    figure.suptitle(f"{title}: generated images against the test set, in a classifier's eyes")
+    figure.suptitle(f"{title}: generated images against {reference}, in a classifier's eyes")
     plots.save_figure(figure, path)

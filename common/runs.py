@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from common import cli
 from common.cli import UserError
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -83,22 +84,87 @@ def write_samples(path, images):
     atomic_write(path, lambda temporary: np.savez_compressed(temporary, images=np.asarray(images, dtype=np.uint8)))
 
 
-def save_checkpoint(path, **state):
-    """One file a run can resume from: weights, the model's config, optimizer state, epoch, history."""
-    atomic_write(path, lambda temporary: torch.save(state, temporary))
+# What each kind of checkpoint holds, in the words of an error message.
+CHECKPOINT_KINDS = {"vae": "a VAE (written by vae_mnist.py)",
+                    "gan": "a GAN (written by gan_mnist.py or dcgan_cifar10.py)",
+                    "classifier": "a cached classifier (outputs/classifiers/)"}
 
 
-def load_checkpoint(path, device="cpu"):
-    """Load a checkpoint written by ``save_checkpoint``; a missing or damaged file is a ``UserError``."""
+def save_checkpoint(path, kind, **state):
+    """One file a run can resume from: its ``kind`` (a key of CHECKPOINT_KINDS), weights, the model's config,
+    optimizer state, epoch, history, settings."""
+    atomic_write(path, lambda temporary: torch.save({"kind": kind, **state}, temporary))
+
+
+def checkpoint_kind(checkpoint):
+    """The kind a loaded checkpoint says it is; for files written before kinds were recorded, what its keys say."""
+    if not isinstance(checkpoint, dict):
+        return None
+    if "kind" in checkpoint:
+        return checkpoint["kind"]
+    if "architecture" in checkpoint and "generator" in checkpoint:
+        return "gan"
+    if "test_accuracy" in checkpoint:
+        return "classifier"
+    if "model_config" in checkpoint and "optimizer" in checkpoint:
+        return "vae"
+    return None
+
+
+def load_checkpoint(path, device="cpu", kind=None, flag=None):
+    """Load a checkpoint written by ``save_checkpoint``: a missing or damaged file, or one of another ``kind`` than
+    asked for, is a ``UserError`` (which names ``flag``, the option the path came from, where there is one)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"no checkpoint at {path}: train first (drop --epochs 0 / --resume) or pass its path")
     try:
         # weights_only: a checkpoint is data (tensors, numbers, strings, dicts), never code to execute.
-        return torch.load(path, map_location=device, weights_only=True)
+        checkpoint = torch.load(path, map_location=device, weights_only=True)
     except Exception as error:
         raise UserError(f"checkpoint {path} is corrupt or truncated ({error.__class__.__name__}); "
                         f"delete it and train again") from None
+    found = checkpoint_kind(checkpoint)
+    if kind is not None and found != kind:
+        holds = CHECKPOINT_KINDS.get(found, "no checkpoint of this project")
+        raise UserError(f"{path} holds {holds}, not {CHECKPOINT_KINDS[kind]}: pass {flag + ' ' if flag else ''}the "
+                        f"path of {CHECKPOINT_KINDS[kind]}")
+    return checkpoint
+
+
+def check_resumable(checkpoint, cfg, names, path):
+    """Refuse to continue a run under other values of the settings ``names`` than it was trained with.
+
+    These settings shape the model, the data order or the optimizer's schedule: a run continued under other values
+    would be neither of the two runs. Files written before settings were recorded are checked by their model configs
+    when loaded.
+    """
+    trained = checkpoint.get("settings") or {}
+    for name in names:
+        if name in trained and trained[name] != getattr(cfg, name):
+            asked, saved = cli.as_flag(name, getattr(cfg, name)), cli.as_flag(name, trained[name])
+            raise UserError(f"{asked} does not match the run in {path}, trained with {saved}: pass {saved} to "
+                            f"continue it, or another --out-dir to start a new run beside it")
+
+
+# A loss past this size means training has left the rails: no run of these models comes near it while it learns
+# (binary cross-entropy of 1e6 nats means a call made with probability e^-1e6).
+DIVERGED = 1e6
+
+
+def stop_if_diverged(losses, epoch, checkpoint_path, advice):
+    """Stop with a ``UserError`` when a loss of the epoch just trained is not finite or has passed DIVERGED.
+
+    Called before the epoch is saved, so the checkpoint keeps the last good epoch for ``--resume``. ``losses`` maps
+    a name ("the generator's loss") to that epoch's values.
+    """
+    for name, values in losses.items():
+        values = torch.as_tensor(values, dtype=torch.float64).flatten()
+        bad = ~torch.isfinite(values) | (values.abs() > DIVERGED)
+        if bad.any():
+            kept = (f"{checkpoint_path} still holds epoch {epoch - 1}, which --resume continues from"
+                    if epoch > 1 else "no checkpoint was written")
+            raise UserError(f"training diverged in epoch {epoch}: {name} reached {values[bad][0].item():g}; "
+                            f"stopped without saving it ({kept}); {advice}")
 
 
 def progress(batches, epoch, epochs):

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common import data, runs
+from common import cli, data, runs
 from common.cli import UserError
 
 # The last 5,000 of MNIST's 60,000 training images are never trained on: vae_anomaly_detection.py calibrates its
@@ -21,14 +21,18 @@ VALIDATION_SIZE = 5000
 # The VAE's training recipe, shared by every script that trains one (each becomes a --flag there).
 SETTINGS = {
     "architecture": ("conv", "conv | mlp: the convolutional VAE (lower loss per epoch), or a one-hidden-layer MLP "
-                             "(several times cheaper per epoch: the fastest to a modest loss on a CPU)"),
+                             "(several times cheaper per epoch: the fastest to a modest loss on a CPU)",
+                     ("conv", "mlp")),
     "epochs": (9, "passes over the 55,000 training images (the last 5,000 are held out)"),
-    "batch_size": (64, "images per Adam step"),
-    "lr": (3e-3, "peak Adam learning rate: linear warm-up over the first tenth of training, cosine decay to 0"),
-    "latent_dim": (32, "size of z"),
-    "channels": (16, "convolution channels next to the image (twice as many one layer further in)"),
-    "hidden": (256, "width of the fully connected layer on each side of z"),
+    "batch_size": (64, "images per Adam step", "[1, inf)"),
+    "lr": (3e-3, "peak Adam learning rate: linear warm-up over the first tenth of training, cosine decay to 0", "(0, inf)"),
+    "latent_dim": (32, "size of z", "[1, inf)"),
+    "channels": (16, "convolution channels next to the image (twice as many one layer further in)", "[1, inf)"),
+    "hidden": (256, "width of the fully connected layer on each side of z", "[1, inf)"),
 }
+# The settings a run must keep to be continued with --resume: they shape the model, the data order or the
+# learning-rate schedule (a function of the epochs). --lr may change: every step sets its rate from it anew.
+FIXED_ON_RESUME = ("architecture", "epochs", "batch_size", "latent_dim", "channels", "hidden", "seed")
 
 
 class VAE(nn.Module):
@@ -103,9 +107,7 @@ def model_config(cfg):
     """The constructor arguments of the VAE that the settings ``cfg`` ask for."""
     if cfg.architecture == "mlp":
         return dict(architecture="mlp", latent_dim=cfg.latent_dim, hidden=cfg.hidden)
-    if cfg.architecture == "conv":
-        return dict(architecture="conv", latent_dim=cfg.latent_dim, channels=cfg.channels, hidden=cfg.hidden)
-    raise UserError(f"--architecture must be conv or mlp, got {cfg.architecture!r}")
+    return dict(architecture="conv", latent_dim=cfg.latent_dim, channels=cfg.channels, hidden=cfg.hidden)
 
 
 def negative_elbo(model, x):
@@ -144,10 +146,14 @@ def train_vae(cfg, train_images, test_images, device, checkpoint_path, log=print
     """Train (or, with ``cfg.resume``, continue training) a VAE; checkpoint after every epoch.
 
     ``cfg`` carries the SETTINGS above plus ``seed`` and ``resume``. Returns (model, history), where history holds
-    one value per epoch of train/test loss, reconstruction and KL.
+    one value per epoch of train/test loss, reconstruction and KL. A loss that is not finite stops training with a
+    ``UserError`` before its epoch is saved.
     """
     runs.seed_everything(cfg.seed)  # the initial weights are the seed's too
-    checkpoint = runs.load_checkpoint(checkpoint_path, device) if cfg.resume and checkpoint_path.exists() else None
+    checkpoint = None
+    if cfg.resume and checkpoint_path.exists():
+        checkpoint = runs.load_checkpoint(checkpoint_path, device, kind="vae")
+        check_resumable(checkpoint, cfg, train_images, checkpoint_path, log)
     model = build_vae(checkpoint["model_config"] if checkpoint else model_config(cfg)).to(device)
     # The fused Adam kernel (CPU and CUDA) does the whole update in one pass: ~20% faster steps on a CPU here.
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type in ("cpu", "cuda"))
@@ -183,24 +189,39 @@ def train_vae(cfg, train_images, test_images, device, checkpoint_path, log=print
             if step % 50 == 0:
                 batches.set_postfix(loss=f"{loss.item():.1f}")
         train_reconstruction, train_kl = (totals / len(train_images)).tolist()
+        runs.stop_if_diverged({"the training loss (-ELBO)": train_reconstruction + train_kl}, epoch, checkpoint_path,
+                              "lower --lr")
         test_loss, test_reconstruction, test_kl = evaluate(model, test_images)
         for name, value in [("train_loss", train_reconstruction + train_kl),
                             ("train_reconstruction", train_reconstruction), ("train_kl", train_kl),
                             ("test_loss", test_loss), ("test_reconstruction", test_reconstruction),
                             ("test_kl", test_kl), ("seconds", timer.elapsed())]:
             history[name].append(value)
-        runs.save_checkpoint(checkpoint_path, model=model.state_dict(), model_config=model.config,
+        runs.save_checkpoint(checkpoint_path, "vae", model=model.state_dict(), model_config=model.config,
                              optimizer=optimizer.state_dict(), epoch=epoch, history=history,
-                             train_examples=len(train_images))
+                             train_examples=len(train_images), settings=vars(cfg))
         log(f"epoch {epoch:3d}/{cfg.epochs}  train -ELBO {history['train_loss'][-1]:7.2f}  "
             f"test -ELBO {test_loss:7.2f} (reconstruction {test_reconstruction:6.2f} + KL {test_kl:5.2f})  "
             f"{history['seconds'][-1]:5.1f} s")
     return model, history
 
 
-def load_vae(checkpoint_path, device):
-    """Rebuild a trained VAE from its checkpoint alone (no flags needed); returns (model, checkpoint)."""
-    checkpoint = runs.load_checkpoint(checkpoint_path, device)
+def check_resumable(checkpoint, cfg, train_images, checkpoint_path, log=print):
+    """Refuse to resume under other FIXED_ON_RESUME settings or another number of training images (--limit)."""
+    runs.check_resumable(checkpoint, cfg, FIXED_ON_RESUME, checkpoint_path)
+    trained = checkpoint.get("train_examples")
+    if trained is not None and trained != len(train_images):
+        raise UserError(f"{checkpoint_path} was trained on {trained} images, this run has {len(train_images)} "
+                        f"(--limit): pass the same --limit to continue it, or another --out-dir to start a new run")
+    trained_lr = (checkpoint.get("settings") or {}).get("lr", cfg.lr)
+    if trained_lr != cfg.lr:
+        log(f"note: continuing with --lr {cfg.lr}; the epochs so far were trained with --lr {trained_lr}")
+
+
+def load_vae(checkpoint_path, device, flag=None):
+    """Rebuild a trained VAE from its checkpoint alone (no flags needed); returns (model, checkpoint). ``flag``: the
+    option that named the file, for the error message when it is not a VAE."""
+    checkpoint = runs.load_checkpoint(checkpoint_path, device, kind="vae", flag=flag)
     model = build_vae(checkpoint["model_config"]).to(device)
     model.load_state_dict(checkpoint["model"])
     return model.eval(), checkpoint
@@ -265,15 +286,14 @@ CHECKPOINT_SETTINGS = {
 
 
 def load_or_train_vae(checkpoint_path, data_dir, device, seed=0, log=print):
-    """The VAE saved at ``checkpoint_path``, trained there first with the default recipe on the training split if the
-    file is absent."""
+    """The VAE saved at ``checkpoint_path`` (--vae-checkpoint) and its checkpoint, trained there first with the
+    default recipe on the training split if the file is absent."""
     checkpoint_path = Path(checkpoint_path)
     if not checkpoint_path.exists():
         log(f"no VAE at {checkpoint_path}: training one with vae_mnist.py's defaults first")
-        cfg = SimpleNamespace(**{name: default for name, (default, _) in SETTINGS.items()}, seed=seed, resume=False)
+        cfg = SimpleNamespace(**cli.defaults(SETTINGS), seed=seed, resume=False)
         train_images = load_training_split(data_dir, device)
         test_images, _ = data.load_mnist(data_dir, train=False, device=device)
         checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
         train_vae(cfg, train_images, test_images, device, checkpoint_path, log)
-    model, _ = load_vae(checkpoint_path, device)
-    return model
+    return load_vae(checkpoint_path, device, flag="--vae-checkpoint")

@@ -1,21 +1,33 @@
-"""Shared fixtures: the real data beside the checkout (../shared/data), and an isolated environment per test."""
+"""Shared fixtures: the real datasets a user already has, and an isolated folder per test."""
 import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def find_data():
+    """The first folder holding MNIST/raw among $GENMODELS_DATA, ../shared/data beside the checkout and ./data (where
+    the scripts download on a machine with internet); None where none does.
+
+    A relative $GENMODELS_DATA is taken from where pytest was started, before each test moves into its own folder.
+    """
+    candidates = [Path(os.environ["GENMODELS_DATA"]).resolve()] if os.environ.get("GENMODELS_DATA") else []
+    candidates += [REPO.parent / "shared" / "data", REPO / "data"]
+    return next((folder for folder in candidates if (folder / "MNIST" / "raw").is_dir()), None)
+
+
+DATA = find_data()  # found once, at collection, from the directory pytest runs in
 
 
 @pytest.fixture
 def data_dir(monkeypatch):
-    """The real MNIST / Fashion-MNIST / CIFAR-10 folder; tests that need it are skipped where it is absent."""
-    folder = Path(os.environ.get("GENMODELS_DATA") or SHARED_DATA)
-    if not (folder / "MNIST" / "raw").is_dir():
-        pytest.skip(f"real data not found in {folder} (set GENMODELS_DATA)")
+    """The real MNIST / Fashion-MNIST / CIFAR-10 folder; tests that need it are skipped where there is none."""
+    if DATA is None:
+        pytest.skip("real data not found: set GENMODELS_DATA, or put it in ../shared/data or ./data")
     monkeypatch.delenv("GENMODELS_DATA", raising=False)
-    return folder
+    return DATA
 
 
 @pytest.fixture(autouse=True)

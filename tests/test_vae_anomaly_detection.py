@@ -1,10 +1,8 @@
 """vae_anomaly_detection.py on real MNIST with a small VAE trained here: detection, calibration, --score, errors."""
 import csv
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +12,7 @@ from torchvision import io
 import vae_anomaly_detection as vad
 import vae_mnist
 from common import cli, data, vae
-from tests.conftest import REPO, SHARED_DATA
+from tests.conftest import DATA, REPO
 
 FIGURES = ["histograms.png", "roc.png", "gallery.png"]
 
@@ -23,11 +21,10 @@ FIGURES = ["histograms.png", "roc.png", "gallery.png"]
 def small_vae(tmp_path_factory):
     """A VAE trained for two epochs on 3,000 digits of the training split, once for this file's tests: enough to
     tell digits from noise. (Module-scoped, so it finds the real data as conftest's data_dir does.)"""
-    folder = Path(os.environ.get("GENMODELS_DATA") or SHARED_DATA)
-    if not (folder / "MNIST" / "raw").is_dir():
-        pytest.skip(f"real data not found in {folder} (set GENMODELS_DATA)")
+    if DATA is None:
+        pytest.skip("real data not found: set GENMODELS_DATA, or put it in ../shared/data or ./data")
     out = tmp_path_factory.mktemp("vae")
-    vae_mnist.main(["--data-dir", str(folder), "--out-dir", str(out), "--device", "cpu", "--limit", "3000",
+    vae_mnist.main(["--data-dir", str(DATA), "--out-dir", str(out), "--device", "cpu", "--limit", "3000",
                     "--epochs", "2", "--batch-size", "32", "--iw-samples", "1"])
     return out / "checkpoint.pt"
 
@@ -195,10 +192,17 @@ def test_one_class_run_separates_its_digit_from_the_others(data_dir, tmp_path):
     assert json.loads((tmp_path / "one_class.json").read_text())["mean"] == pytest.approx(summary["mean"])
 
 
+def truncated_npz(path):
+    np.savez_compressed(path, images=np.zeros((50, 28, 28), np.uint8))
+    path.write_bytes(path.read_bytes()[:200])  # a download cut short
+
+
 @pytest.mark.parametrize("make, expected", [
     (lambda path: np.save(path / "x.npy", np.zeros((3, 32, 32), np.uint8)), "shape (3, 32, 32): expected N x 28"),
     (lambda path: np.save(path / "x.npy", np.full((3, 28, 28), 2.0)), "float64 values from 2.0 to 2.0"),
     (lambda path: (path / "x.npy").write_bytes(b"not numpy"), "x.npy is not a readable numpy file"),
+    (lambda path: (path / "x.npz").write_bytes(b"PK\x03\x04 not a zip archive"), "x.npz is not a readable numpy"),
+    (lambda path: truncated_npz(path / "x.npz"), "x.npz is not a readable numpy file"),
     (lambda path: (path / "x").mkdir(), "no *.png images in"),
     (lambda path: (path / "x.txt").write_text("1 2 3"), "expected an existing .npy or .npz file or a folder"),
 ])
@@ -218,3 +222,14 @@ def test_a_png_of_the_wrong_size_is_one_line_and_exit_code_2(tmp_path):
                              str(tmp_path / "pngs")], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "big.png is 32 x 32 pixels: expected 28 x 28" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--anomaly-score", "likelihood"], "--anomaly-score: invalid choice: 'likelihood'"),
+    (["--anomaly-score", "iw_nll"], "--anomaly-score iw_nll needs --iw-samples N"),
+    (["--benchmark", "mnist"], "--benchmark: invalid choice: 'mnist'"),
+    (["--corruptions", "rotation"], "unknown type or group 'rotation'"),
+])
+def test_a_bad_word_setting_is_refused_before_any_data_is_read(tmp_path, flags, expected):
+    with pytest.raises(cli.UserError, match=expected):
+        vad.main([*flags, "--data-dir", str(tmp_path / "nowhere"), "--out-dir", str(tmp_path / "run")])
