@@ -11,7 +11,7 @@ digits (the seven original corruption types and MNIST-C's fifteen, CORRUPTIONS b
 in two groups: every choice was made on DEVELOPMENT, and HELD_OUT is only reported. The report gives confusion
 counts, precision, recall, F1, AUROC and AUPRC per type, per group and overall.
 
-    python vae_anomaly_detection.py                          # CPU: about 20 s once vae_mnist.py has run
+    python vae_anomaly_detection.py                          # CPU: about 25 s once vae_mnist.py has run
     python vae_anomaly_detection.py --device cuda            # GPU: seconds
     python vae_anomaly_detection.py --benchmark mnist-c      # MNIST-C's protocol: every type on all test digits
     python vae_anomaly_detection.py --corruptions held_out   # a mix of the held-out types only
