@@ -122,6 +122,22 @@ def test_models_shapes_ranges_initialisation_and_rebuild_from_config():
         assert has_norm != spectral_norm
 
 
+def test_64_pixels_add_one_strided_layer_to_each_network_and_old_configs_mean_32():
+    def strided(model):
+        return sum(isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)) and m.stride == (2, 2)
+                   for m in model.modules())
+
+    generator = dcgan.Generator(latent_dim=20, base_channels=8, image_size=64)
+    images = generator(torch.randn(2, 20))
+    assert images.shape == (2, 3, 64, 64) and images.min() >= -1 and images.max() <= 1
+    discriminator = dcgan.Discriminator(base_channels=8, image_size=64)
+    assert discriminator(images).shape == (2,)
+    assert strided(generator) == strided(dcgan.Generator(20, 8)) + 1 == 4
+    assert strided(discriminator) == strided(dcgan.Discriminator(8)) + 1 == 4
+    # A generator_config written before image_size was recorded rebuilds the 32 x 32 network.
+    assert dcgan.Generator(latent_dim=20, base_channels=8)(torch.randn(2, 20)).shape == (2, 3, 32, 32)
+
+
 def test_trains_on_a_subset_writes_every_output_resumes_and_samples_from_its_checkpoint(cifar_dir, tmp_path):
     judge = tmp_path / "classifier.pt"
     classifier.cifar10_classifier(cifar_dir, torch.device("cpu"), judge, limit=1000)
