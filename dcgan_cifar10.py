@@ -67,7 +67,6 @@ SETTINGS = {
 FIXED_ON_RESUME = ("batch_size", "limit", "latent_dim", "base_channels", "spectral_norm", "loss", "beta1",
                    "ema_decay", "seed")
 GRID_SIZE = 64  # fixed-noise images shown after every epoch, 8 x 8
-JUDGE_SIZE = 32  # the CIFAR-10 classifier's input size: 64 x 64 samples are downsampled for it
 NO_CLASSES_NOTE = ("a folder of images has no CIFAR-10 classes: no classifier-based distance, inception score or "
                    "class shares, no best.pt; the samples come from the last epoch. --fid inception adds the "
                    "standard FID against the folder's images")
@@ -239,22 +238,20 @@ def main(argv=None):
         test_images, _ = data.load_cifar10(cfg.data_dir, train=False, device=device)
         judge, judge_accuracy = classifier.cifar10_classifier(cfg.data_dir, device, cfg.classifier)
 
-        def judge_features(images):
-            return classifier.features_and_probabilities(judge, data.resize_and_crop(images, JUDGE_SIZE))[0]
-
         def quality(generator, real_features, seed):
-            # As many generated images as real ones: the distance's bias depends on both counts.
+            # As many generated images as real ones: the distance's bias depends on both counts. The 32 x 32
+            # classifier sees 64 x 64 samples downsampled (classifier.features_and_probabilities).
             generated = gan.generate(generator, len(real_features), device, seed=seed).to(device)
-            return classifier.sample_quality(judge, data.resize_and_crop(generated, JUDGE_SIZE), real_features)
+            return classifier.sample_quality(judge, generated, real_features)
 
-        test_features = judge_features(test_images[:cfg.final_samples])
+        test_features, _ = classifier.features_and_probabilities(judge, test_images[:cfg.final_samples])
 
     if cfg.epochs:
         # best.pt is chosen by the distance to training images (the first ones hold every class equally often); the
         # final numbers use test images and other noise, so the choice cannot flatter them.
         tracked = None
         if judged:
-            selection_features = judge_features(train_images[:cfg.quality_samples])
+            selection_features, _ = classifier.features_and_probabilities(judge, train_images[:cfg.quality_samples])
             tracked = functools.partial(quality, real_features=selection_features, seed=cfg.seed)
         train(cfg, train_images, device, out, tracked)
     last = runs.load_checkpoint(out / "checkpoint.pt", device, kind="gan")

@@ -13,6 +13,7 @@ from PIL import Image
 from torchvision import datasets, io
 
 import dcgan_cifar10
+import latent_interpolation
 from common import classifier, cli, data, dcgan
 from tests.conftest import REPO
 
@@ -264,3 +265,9 @@ def test_trains_on_an_image_folder_at_32_and_64_pixels_and_samples_from_the_cach
                                               "--num-samples", "5"])
     assert again["unreadable_files_skipped"] == 1 and again["sampled_epoch"] == 1
     assert np.load(out / "samples.npz")["images"].shape == (5, 3, 64, 64)
+
+    # latent_interpolation.py walks the 64 x 64 generator, without a classifier for a folder's images.
+    walk = latent_interpolation.main(["--checkpoint", str(out / "checkpoint.pt"), "--device", "cpu", "--pairs", "2",
+                                      "--steps", "4", "--pool", "4", "--out-dir", str(tmp_path / "walk")])
+    assert walk["pairs"] == [[None, None]] * 2 and "lerp_label_changes" not in walk
+    assert (tmp_path / "walk" / "grid.png").stat().st_size > 10_000
