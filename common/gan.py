@@ -355,9 +355,9 @@ def plot_progress(path, grids, title, count=5):
     """The fixed-noise grids (``grids[e - 1]``: uint8 images after epoch e) of chosen epochs side by side."""
     epochs = progress_epochs(len(grids), count)
     ncols = round(math.sqrt(len(grids[0])))
-    # Each panel at least as many pixels wide as its grid: the one-pixel gaps between 64 x 64 tiles would otherwise
-    # be dropped unevenly when the grid is scaled down.
-    inches = max(2.6, ncols * (grids[0].shape[-1] + 1) / plots.DPI)
+    # Each panel's axes (about 2/3 of its width) at least as many pixels wide as its grid: the one-pixel gaps between
+    # 64 x 64 tiles would otherwise be dropped unevenly when the grid is scaled down.
+    inches = max(2.6, 1.6 * ncols * (grids[0].shape[-1] + 1) / plots.DPI)
     figure, all_axes = plt.subplots(1, len(epochs), figsize=(inches * len(epochs), inches + 0.4), squeeze=False)
     for axes, epoch in zip(all_axes[0], epochs):
         plots.show_tiles(axes, data.to_unit_range(grids[epoch - 1]), ncols, f"epoch {epoch}")
