@@ -27,11 +27,10 @@ real_vs_generated.png, metrics.json, config.json, checkpoint.pt, best.pt and, wi
 import contextlib
 import copy
 import functools
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-
-from pathlib import Path
 
 from common import classifier, cli, data, dcgan, fid, gan, plots, runs
 
