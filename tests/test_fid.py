@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision import io
 
 import dcgan_cifar10
 import gan_mnist
@@ -84,3 +85,19 @@ def test_without_torch_fidelity_or_the_weights_the_error_is_one_line(monkeypatch
     with pytest.raises(cli.UserError, match=expected) as error:
         fid.load_metric()
     assert "\n" not in str(error.value) and fid.INSTALL in str(error.value)
+
+
+def test_fid_inception_on_a_trained_dcgan_reports_the_fid_and_how_it_was_computed(tmp_path, monkeypatch):
+    pytest.importorskip("torchmetrics")
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    for i, image in enumerate(torch.cat(image_sets())[:64]):
+        io.write_png(image, str(folder / f"{i:02d}.png"))
+    load_metric = fid.load_metric
+    monkeypatch.setattr(fid, "load_metric", lambda device: load_metric(device, feature=QuadrantColours()))
+    common = ["--dataset", "folder", "--data-dir", str(folder), "--device", "cpu", "--batch-size", "32",
+              "--base-channels", "8", "--out-dir", str(tmp_path / "run")]
+    dcgan_cifar10.main(common + ["--epochs", "1"])
+    scores = dcgan_cifar10.main(common + ["--epochs", "0", "--fid", "inception", "--fid-samples", "50"])
+    assert scores["fid_inception"] > 0 and scores["fid_generated_images"] == 50 and scores["fid_real_images"] == 64
+    assert "torchmetrics" in scores["fid_implementation"]
