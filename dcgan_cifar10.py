@@ -22,7 +22,8 @@ adds the standard FID (common/fid.py; optional packages) against the training im
     python dcgan_cifar10.py --dataset folder --data-dir faces/ --image-size 64 --device cuda --epochs 25
 
 Writes to outputs/dcgan_cifar10/: losses.png, discriminator.png, grids/epoch_NNN.png, progress.png, quality.png,
-real_vs_generated.png, metrics.json, config.json, checkpoint.pt, best.pt and, with --num-samples, samples.npz.
+real_vs_generated.png, metrics.json, config.json, checkpoint.pt, best.pt and, with --num-samples, samples.npz
+(quality.png and best.pt for CIFAR-10 only).
 """
 import contextlib
 import copy
@@ -37,7 +38,6 @@ from common import classifier, cli, data, dcgan, fid, gan, plots, runs
 SETTINGS = {
     **cli.TRAINING_SETTINGS,
     **classifier.CIFAR10_SETTINGS,
-    **fid.SETTINGS,
     "dataset": ("cifar10", "cifar10 (its 50k training images), or folder: every image under --data-dir, in "
                            "sub-folders or not (jpg, jpeg, png, webp, bmp)", ("cifar10", "folder")),
     "image_size": (32, "pixels on a side, 32 or 64 (the paper's size); images are resized on the short side and "
@@ -57,7 +57,8 @@ SETTINGS = {
                                "training images", "[2, 5000]"),
     "final_samples": (10000, "generated and real test images for the final numbers in metrics.json", "[2, 10000]"),
     "sample_from": ("best", "generator of the final figures, metrics and samples: best (lowest tracked Frechet "
-                            "distance, best.pt) or last (checkpoint.pt)", ("best", "last")),
+                            "distance, best.pt) or last (checkpoint.pt); a folder has no best.pt", ("best", "last")),
+    **fid.SETTINGS,
 }
 
 # The settings a run must keep to be continued with --resume: they shape the networks, the data and its order, the
