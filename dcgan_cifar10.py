@@ -1,4 +1,5 @@
-"""DCGAN on CIFAR-10 at 32 x 32: generated images beside real ones, judged by a classifier the project trains itself.
+"""DCGAN on CIFAR-10 or your own images, at 32 x 32 or 64 x 64: generated images beside real ones, judged by a
+classifier the project trains itself.
 
 The convolutional GAN of Radford et al. (2016) (common/dcgan.py) with their recipe: Adam at 2e-4 with beta1 0.5,
 batch 128, z of size 100, the non-saturating loss; D updated first on a real and a generated batch, then G. Real
@@ -10,25 +11,38 @@ degrade late in training. The final numbers compare 10,000 samples with the 10,0
 epoch never saw. The other well-known stabilisers are flags: --spectral-norm, --loss hinge, --lr-g/--lr-d (two time
 scales); BENCHMARKS.md compares them.
 
+--dataset folder --data-dir DIR trains on every image under DIR instead (class sub-folders optional, ignored),
+resized and centre-cropped to --image-size; 64 is the paper's size, with one more strided layer in both networks.
+Such a folder has no CIFAR-10 classes: no classifier judges it, and samples come from the last epoch. --fid inception
+adds the standard FID (common/fid.py; optional packages) against the training images, for either dataset.
+
     python dcgan_cifar10.py                                  # CPU: about 2 minutes per epoch on 2 cores, 10 epochs
     python dcgan_cifar10.py --device cuda --epochs 100       # GPU: bf16 autocast
     python dcgan_cifar10.py --epochs 0 --num-samples 10000   # sample from the best checkpoint, no training
+    python dcgan_cifar10.py --dataset folder --data-dir faces/ --image-size 64 --device cuda --epochs 25
 
 Writes to outputs/dcgan_cifar10/: losses.png, discriminator.png, grids/epoch_NNN.png, progress.png, quality.png,
-real_vs_generated.png, metrics.json, config.json, checkpoint.pt, best.pt and, with --num-samples, samples.npz.
+real_vs_generated.png, metrics.json, config.json, checkpoint.pt, best.pt and, with --num-samples, samples.npz
+(quality.png and best.pt for CIFAR-10 only).
 """
 import contextlib
 import copy
+import functools
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from common import classifier, cli, data, dcgan, gan, plots, runs
+from common import classifier, cli, data, dcgan, fid, gan, plots, runs
 
 SETTINGS = {
     **cli.TRAINING_SETTINGS,
     **classifier.CIFAR10_SETTINGS,
-    "epochs": (10, "passes over the 50k training images"),
+    "dataset": ("cifar10", "cifar10 (its 50k training images), or folder: every image under --data-dir, in "
+                           "sub-folders or not (jpg, jpeg, png, webp, bmp)", ("cifar10", "folder")),
+    "image_size": (32, "pixels on a side, 32 or 64 (the paper's size); images are resized on the short side and "
+                       "centre-cropped", "[32, 64]"),
+    "epochs": (10, "passes over the training images"),
     "batch_size": (128, "real images per step (and as many generated ones), the paper's 128", "[1, inf)"),
     "latent_dim": (100, "size of z, the paper's 100", "[1, inf)"),
     "base_channels": (48, "channels of G's last and D's first hidden layer, doubling layer by layer (paper: 128)", "[1, inf)"),
@@ -43,14 +57,19 @@ SETTINGS = {
                                "training images", "[2, 5000]"),
     "final_samples": (10000, "generated and real test images for the final numbers in metrics.json", "[2, 10000]"),
     "sample_from": ("best", "generator of the final figures, metrics and samples: best (lowest tracked Frechet "
-                            "distance, best.pt) or last (checkpoint.pt)", ("best", "last")),
+                            "distance, best.pt) or last (checkpoint.pt); a folder has no best.pt", ("best", "last")),
+    **fid.SETTINGS,
 }
 
-# The settings a run must keep to be continued with --resume: they shape the networks, the data order, the loss or
-# the optimizers' betas. --epochs may grow; --lr-g and --lr-d may change (a resumed run takes the new rates).
+# The settings a run must keep to be continued with --resume: they shape the networks, the data and its order, the
+# loss or the optimizers' betas; the data's own settings (data_settings) are added to these. --epochs may grow;
+# --lr-g and --lr-d may change (a resumed run takes the new rates).
 FIXED_ON_RESUME = ("batch_size", "limit", "latent_dim", "base_channels", "spectral_norm", "loss", "beta1",
                    "ema_decay", "seed")
 GRID_SIZE = 64  # fixed-noise images shown after every epoch, 8 x 8
+NO_CLASSES_NOTE = ("a folder of images has no CIFAR-10 classes: no classifier-based distance, inception score or "
+                   "class shares, no best.pt; the samples come from the last epoch. --fid inception adds the "
+                   "standard FID against the folder's images")
 
 
 def discriminator_loss(real_logits, fake_logits, loss):
@@ -105,13 +124,20 @@ def precision(device):
     return autocast, torch.channels_last
 
 
+def data_settings(cfg):
+    """The settings that choose the training images: a run continues, and is sampled with --epochs 0, only on the
+    same. The folder counts for --dataset folder; for CIFAR-10 --data-dir only says where the same images lie."""
+    return ("dataset", "image_size") + (("data_dir",) if cfg.dataset == "folder" else ())
+
+
 def build(cfg, device, checkpoint=None):
     """G, D and their Adam optimizers, from the flags or from a checkpoint's configs and states."""
     generator = dcgan.Generator(**(checkpoint["generator_config"] if checkpoint else
-                                   dict(latent_dim=cfg.latent_dim, base_channels=cfg.base_channels))).to(device)
+                                   dict(latent_dim=cfg.latent_dim, base_channels=cfg.base_channels,
+                                        image_size=cfg.image_size))).to(device)
     discriminator = dcgan.Discriminator(**(checkpoint["discriminator_config"] if checkpoint else
-                                           dict(base_channels=cfg.base_channels,
-                                                spectral_norm=cfg.spectral_norm))).to(device)
+                                           dict(base_channels=cfg.base_channels, spectral_norm=cfg.spectral_norm,
+                                                image_size=cfg.image_size))).to(device)
     memory_format = precision(device)[1]
     generator.to(memory_format=memory_format)
     discriminator.to(memory_format=memory_format)
@@ -124,10 +150,11 @@ def build(cfg, device, checkpoint=None):
 def train(cfg, train_images, device, out, quality):
     """Train (or continue) G and D; checkpoint.pt after every epoch, best.pt whenever the tracked distance drops.
 
-    ``quality(generator)`` measures the weight average's samples against held-out images (the tracked distance)."""
+    ``quality(generator)`` measures the weight average's samples against held-out images (the tracked distance);
+    None where nothing can judge them (a folder without classes): then no best.pt either."""
     runs.seed_everything(cfg.seed)  # the initial weights are the seed's too
     checkpoint_path = out / "checkpoint.pt"
-    checkpoint = gan.resume_or_start(checkpoint_path, cfg, "dcgan", FIXED_ON_RESUME, device)
+    checkpoint = gan.resume_or_start(checkpoint_path, cfg, "dcgan", FIXED_ON_RESUME + data_settings(cfg), device)
     generator, discriminator, optimizer_g, optimizer_d = build(cfg, device, checkpoint)
     average = copy.deepcopy(generator)  # the weight average samples come from (a copy of G while ema_decay is 0)
     history, first_epoch = gan.restore(checkpoint, generator, average, discriminator, optimizer_g, optimizer_d,
@@ -144,7 +171,7 @@ def train(cfg, train_images, device, out, quality):
         batches = runs.progress(data.shuffled_batches(len(train_images), cfg.batch_size,
                                                       runs.seed_epoch(cfg.seed, epoch), device), epoch, cfg.epochs)
         for step, index in enumerate(batches, start=(epoch - 1) * steps_per_epoch):
-            real = data.to_signed_range(data.random_horizontal_flip(train_images[index]))  # B x 3 x 32 x 32, [-1, 1]
+            real = data.to_signed_range(data.random_horizontal_flip(train_images[index]))  # B x 3 x S x S, [-1, 1]
             real = real.contiguous(memory_format=memory_format)
             steps.append(train_step(generator, discriminator, optimizer_g, optimizer_d, real, cfg, autocast))
             # The average warms up as in TensorFlow's ExponentialMovingAverage(num_updates): decay (1 + t) / (10 + t)
@@ -157,7 +184,7 @@ def train(cfg, train_images, device, out, quality):
         average.eval()
         with torch.no_grad():
             history["grids"].append(data.to_uint8(average(fixed_noise), -1, 1))
-        if epoch % cfg.quality_every == 0 or epoch == cfg.epochs:
+        if quality and (epoch % cfg.quality_every == 0 or epoch == cfg.epochs):
             gan.record_quality(history, epoch, quality(average))
         state = dict(architecture="dcgan", generator=generator.state_dict(), generator_config=generator.config,
                      generator_ema=average.state_dict() if cfg.ema_decay else None,
@@ -171,14 +198,23 @@ def train(cfg, train_images, device, out, quality):
         print(gan.epoch_summary(history, epoch, cfg.epochs), flush=True)
 
 
-def plot_figures(history, generator, real_images, out, device):
-    title = "DCGAN on CIFAR-10"
+def load_training_images(cfg, device):
+    """The training images at --image-size (uint8 N x 3 x S x S on ``device``) and the names of unreadable files
+    skipped (always none for CIFAR-10)."""
+    if cfg.dataset == "folder":
+        return data.load_image_folder(cfg.data_dir, cfg.image_size, device, cfg.limit)
+    images, _ = data.load_cifar10(cfg.data_dir, train=True, device=device, limit=cfg.limit)
+    return data.resize_and_crop(images, cfg.image_size), []
+
+
+def plot_figures(history, generator, real_images, title, real_title, out, device):
     gan.plot_training(out, history, title, "training images")
     # The same number of real and generated images, side by side at the same scale.
     generated = gan.generate(generator, GRID_SIZE, device, seed=1)
     real = real_images[torch.randperm(len(real_images), generator=torch.Generator().manual_seed(1))[:GRID_SIZE]]
+    real = data.resize_and_crop(real, generated.shape[-1])
     figure, (left, right) = plots.plt.subplots(1, 2, figsize=(9, 4.9))
-    plots.show_tiles(left, data.to_unit_range(real), 8, "real: CIFAR-10 test images")
+    plots.show_tiles(left, data.to_unit_range(real), 8, f"real: {real_title}")
     plots.show_tiles(right, data.to_unit_range(generated), 8, "generated: G(z), z ~ N(0, I)")
     figure.suptitle(title)
     plots.save_figure(figure, out / "real_vs_generated.png")
@@ -186,38 +222,66 @@ def plot_figures(history, generator, real_images, out, device):
 
 def main(argv=None):
     cfg = cli.parse(SETTINGS, __doc__, argv)
+    if cfg.image_size not in dcgan.IMAGE_SIZES:
+        raise cli.UserError(f"--image-size must be 32 or 64 (the sizes the networks are built for), got "
+                            f"{cfg.image_size}")
+    if cfg.dataset == "folder" and not cfg.data_dir:
+        raise cli.UserError("--dataset folder needs --data-dir DIR, the folder of your images")
     device = runs.pick_device(cfg.device)
+    # Loaded first: a missing package or missing weights stops the run now, not after hours of training.
+    fid_metric = fid.load_metric(device) if cfg.fid == "inception" else None
     out = runs.output_folder(__file__, cfg.out_dir)
     runs.write_json(out / "config.json", vars(cfg))
-    test_images, _ = data.load_cifar10(cfg.data_dir, train=False, device=device)
-    judge, judge_accuracy = classifier.cifar10_classifier(cfg.data_dir, device, cfg.classifier)
-    test_features, _ = classifier.features_and_probabilities(judge, test_images[:cfg.final_samples])
+    train_images, skipped = load_training_images(cfg, device)
+    judged = cfg.dataset == "cifar10"  # a classifier of CIFAR-10's classes means nothing on a folder of other images
+    if judged:
+        test_images, _ = data.load_cifar10(cfg.data_dir, train=False, device=device)
+        judge, judge_accuracy = classifier.cifar10_classifier(cfg.data_dir, device, cfg.classifier)
 
-    def quality(generator, real_features, seed):
-        # As many generated images as real ones: the distance's bias depends on both counts.
-        generated = gan.generate(generator, len(real_features), device, seed=seed).to(device)
-        return classifier.sample_quality(judge, generated, real_features)
+        def quality(generator, real_features, seed):
+            # As many generated images as real ones: the distance's bias depends on both counts. The 32 x 32
+            # classifier sees 64 x 64 samples downsampled (classifier.features_and_probabilities).
+            generated = gan.generate(generator, len(real_features), device, seed=seed).to(device)
+            return classifier.sample_quality(judge, generated, real_features)
+
+        test_features, _ = classifier.features_and_probabilities(judge, test_images[:cfg.final_samples])
 
     if cfg.epochs:
-        train_images, _ = data.load_cifar10(cfg.data_dir, train=True, device=device, limit=cfg.limit)
         # best.pt is chosen by the distance to training images (the first ones hold every class equally often); the
         # final numbers use test images and other noise, so the choice cannot flatter them.
-        selection_features, _ = classifier.features_and_probabilities(judge, train_images[:cfg.quality_samples])
-        train(cfg, train_images, device, out, lambda generator: quality(generator, selection_features, cfg.seed))
-    history = runs.load_checkpoint(out / "checkpoint.pt", device, kind="gan")["history"]
-    generator, checkpoint = gan.load_generator(out / ("best.pt" if cfg.sample_from == "best" else "checkpoint.pt"),
-                                               device)
+        tracked = None
+        if judged:
+            selection_features, _ = classifier.features_and_probabilities(judge, train_images[:cfg.quality_samples])
+            tracked = functools.partial(quality, real_features=selection_features, seed=cfg.seed)
+        train(cfg, train_images, device, out, tracked)
+    last = runs.load_checkpoint(out / "checkpoint.pt", device, kind="gan")
+    if not cfg.epochs:  # the figures, numbers and FID compare G with the data it was trained on
+        runs.check_resumable(last, cfg, data_settings(cfg), out / "checkpoint.pt")
+    history = last["history"]
+    best = judged and cfg.sample_from == "best"
+    generator, checkpoint = gan.load_generator(out / ("best.pt" if best else "checkpoint.pt"), device)
 
-    plot_figures(history, generator, test_images, out, device)
-    best_index = history["frechet_distance"].index(min(history["frechet_distance"]))
-    metrics = {
-        **gan.final_metrics(quality(generator, test_features, cfg.seed + 2), history, judge_accuracy),
-        "sampled_epoch": checkpoint["epoch"],
-        "best_epoch": history["quality_epoch"][best_index],
-        "tracked_frechet_distance_best": history["frechet_distance"][best_index],
-        "tracked_frechet_distance_last": history["frechet_distance"][-1],
-        "seconds_per_epoch": sum(history["seconds"]) / len(history["seconds"]),
-    }
+    size = f" at {cfg.image_size} x {cfg.image_size}" if cfg.image_size != 32 else ""
+    if judged:
+        plot_figures(history, generator, test_images, f"DCGAN on CIFAR-10{size}", "CIFAR-10 test images", out,
+                     device)
+        best_index = history["frechet_distance"].index(min(history["frechet_distance"]))
+        metrics = {
+            **gan.final_metrics(quality(generator, test_features, cfg.seed + 2), history, judge_accuracy),
+            "sampled_epoch": checkpoint["epoch"],
+            "best_epoch": history["quality_epoch"][best_index],
+            "tracked_frechet_distance_best": history["frechet_distance"][best_index],
+            "tracked_frechet_distance_last": history["frechet_distance"][-1],
+        }
+    else:
+        name = Path(cfg.data_dir).resolve().name
+        plot_figures(history, generator, train_images, f"DCGAN on {name}{size}", f"images from {name}", out,
+                     device)
+        metrics = {**gan.final_metrics({}, history), "sampled_epoch": checkpoint["epoch"],
+                   "images": len(train_images), "unreadable_files_skipped": len(skipped), "note": NO_CLASSES_NOTE}
+    metrics["seconds_per_epoch"] = sum(history["seconds"]) / len(history["seconds"])
+    if fid_metric is not None:
+        metrics.update(gan.inception_fid(fid_metric, generator, train_images, cfg.fid_samples, device, cfg.seed + 3))
     runs.write_json(out / "metrics.json", metrics)
     gan.print_metrics(metrics, data.CIFAR10_CLASSES)
 

@@ -86,11 +86,15 @@ def checkpoint_path(cfg, out):
     return MNIST_CHECKPOINT
 
 
-def load_judge(cfg, architecture, device):
+def load_judge(cfg, checkpoint, device):
     """The classifier for the generator's dataset and its class names; (None, None) where there is none."""
-    if architecture == "mlp":
+    if checkpoint["architecture"] == "mlp":
         judge, _ = classifier.mnist_classifier(cfg.data_dir, device, cfg.classifier)
         return judge, [str(digit) for digit in range(10)]
+    if (checkpoint.get("settings") or {}).get("dataset", "cifar10") != "cifar10":
+        print("note: the DCGAN was trained on a folder of images without CIFAR-10 classes: feature distances, "
+              "predicted classes and --classes are skipped")
+        return None, None
     if hasattr(classifier, "cifar10_classifier"):
         judge, _ = classifier.cifar10_classifier(cfg.data_dir, device, cfg.cifar10_classifier)
         return judge, list(data.CIFAR10_CLASSES)
@@ -255,7 +259,7 @@ def main(argv=None):
                             f"{cfg.pairs} and {cfg.pool}")
     path = checkpoint_path(cfg, out)
     generator, checkpoint = gan.load_generator(path, device, flag="--checkpoint")
-    judge, names = load_judge(cfg, checkpoint["architecture"], device)
+    judge, names = load_judge(cfg, checkpoint, device)
     if cfg.classes and judge is None:
         raise cli.UserError("--classes needs a classifier for this dataset; drop --classes")
 

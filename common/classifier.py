@@ -113,10 +113,14 @@ def mnist_classifier(data_dir, device, path=MNIST_CACHE, limit=0, log=print):
 
 @torch.no_grad()
 def features_and_probabilities(model, images, batch_size=1000):
-    """Penultimate features (N x hidden) and class probabilities (N x K) of uint8 images, on the CPU."""
+    """Penultimate features (N x hidden) and class probabilities (N x K) of uint8 images, on the CPU.
+
+    Images of another size than the model's (64 x 64 DCGAN samples for the 32 x 32 CIFAR-10 classifier) are resized
+    to it first, with antialiasing (common.data.resize_and_crop)."""
     model.eval()
     features, probabilities = [], []
     for batch in images.split(batch_size):
+        batch = data.resize_and_crop(batch, model.config["image_size"])
         hidden = model.features(data.to_unit_range(batch))
         features.append(hidden.cpu())
         probabilities.append(F.softmax(model.head(hidden), dim=1).cpu())

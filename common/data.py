@@ -10,7 +10,10 @@ import os
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torchvision import datasets, io
+from torchvision.transforms.v2 import functional as TF
+from tqdm import tqdm
 
 from common import runs
 from common.cli import UserError
@@ -20,6 +23,7 @@ DEFAULT_DATA_DIR = Path("data")  # torchvision downloads here when neither --dat
 MNIST_LIKE = {"mnist": datasets.MNIST, "fashion-mnist": datasets.FashionMNIST}
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 CACHE_DIR = DEFAULT_DATA_DIR / "cache"  # decoded image folders; never inside a folder the user named
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")  # what load_image_folder reads, in any letter case
 
 
 def data_folder(data_dir=None):
@@ -129,6 +133,89 @@ def _read_image_folder(split, limit, log):
         except OSError as error:  # a read-only working folder costs the decoding time again, nothing else
             log(f"could not cache the decoded images in {cache} ({error.__class__.__name__})")
     return images, labels
+
+
+def load_image_folder(folder, image_size, device="cpu", limit=0, log=print):
+    """Every image under ``folder`` as (uint8 N x 3 x image_size x image_size on ``device``, names of skipped files).
+
+    Sub-folders are searched recursively and their names ignored (they need not be classes). Each image is converted
+    to RGB, its short side resized to ``image_size`` and its centre cropped square (``resize_and_crop``). Files that
+    do not decode are skipped, counted and named. The images are decoded once, with a progress bar, and cached under
+    ./data/cache named by the folder, its files' names, sizes and times and the image size: an edited folder is
+    decoded anew, and nothing is ever written inside it. The order is a fixed shuffle of the sorted names, so the
+    first ``limit`` images, which a quick trial keeps, are a sample of the whole folder rather than its first
+    sub-folder.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"image folder {folder} not found: pass --data-dir DIR, where DIR holds your images "
+                        f"({', '.join(IMAGE_SUFFIXES)}), in sub-folders or not")
+    paths = sorted(path for path in folder.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())
+    if not paths:
+        raise UserError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {folder} or its sub-folders")
+    paths = [paths[i] for i in torch.randperm(len(paths), generator=torch.Generator().manual_seed(0))]
+    listing = [(str(path.relative_to(folder)), path.stat().st_size, path.stat().st_mtime_ns) for path in paths]
+    key = f"{folder.resolve()}|{image_size}|{listing}"
+    digest = hashlib.sha1(key.encode()).hexdigest()[:12]
+    cache = CACHE_DIR / f"folder-{folder.resolve().name}-{image_size}px-{digest}.pt"
+    if cache.exists():
+        cached = torch.load(cache, weights_only=True)
+        images, skipped = cached["images"], cached["skipped"]
+    else:
+        if not limit:
+            log(f"decoding {len(paths)} images in {folder} once, at {image_size} x {image_size}; cached in {cache}")
+        images, skipped = _decode_folder(folder, paths, image_size, limit)
+        if not limit:  # a quick trial decodes only what it keeps, and caches nothing
+            try:
+                runs.atomic_write(cache, lambda temporary: torch.save({"images": images, "skipped": skipped},
+                                                                      temporary))
+            except OSError as error:  # a read-only working folder costs the decoding time again, nothing else
+                log(f"could not cache the decoded images in {cache} ({error.__class__.__name__})")
+    if skipped:
+        log(f"skipped {len(skipped)} unreadable file{'s' * (len(skipped) > 1)} in {folder}: "
+            f"{', '.join(skipped[:3])}{', ...' if len(skipped) > 3 else ''}")
+    if limit:
+        images = images[:limit]
+    return images.to(device), skipped
+
+
+def _decode_folder(folder, paths, image_size, limit):
+    """Decode ``paths`` (until ``limit`` images are readable, when set) into one uint8 tensor; and the skipped names."""
+    images, skipped = [], []
+    for path in tqdm(paths, desc=f"decoding {folder}", leave=False, disable=None, dynamic_ncols=True):
+        try:
+            image = _decode(path)
+        except Exception:  # the decoders raise RuntimeError, OSError, ValueError and others for damaged files
+            skipped.append(str(path.relative_to(folder)))
+            continue
+        images.append(resize_and_crop(image, image_size))
+        if len(images) == limit:
+            break
+    if not images:
+        raise UserError(f"none of the {len(paths)} image files in {folder} could be decoded "
+                        f"(the first: {skipped[0]}): check that they are images")
+    return torch.stack(images), skipped
+
+
+def _decode(path):
+    """One image file -> uint8 3 x H x W. torchvision decodes JPEG, PNG and WebP itself (in C, converting greyscale,
+    palette and alpha to RGB); PIL, which torchvision installs, reads what it does not, such as BMP."""
+    try:
+        image = io.decode_image(io.read_file(str(path)), mode=io.ImageReadMode.RGB)
+    except RuntimeError:
+        with Image.open(path) as file:
+            image = TF.pil_to_tensor(file.convert("RGB"))
+    return TF.to_dtype(image, torch.uint8, scale=True)  # 16-bit PNGs decode to uint16
+
+
+def resize_and_crop(images, size):
+    """uint8 images (C x H x W or N x C x H x W) -> short side resized to ``size`` (bilinear, antialiased), centre
+    cropped to ``size`` x ``size``. Images already that size are returned as they are."""
+    if images.shape[-2:] == (size, size):
+        return images
+    if images.dim() == 4 and len(images) > 1000:  # in chunks, which bounds the resize's working memory
+        return torch.cat([resize_and_crop(chunk, size) for chunk in images.split(1000)])
+    return TF.center_crop(TF.resize(images, size, antialias=True), [size, size])
 
 
 def random_horizontal_flip(images):

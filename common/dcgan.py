@@ -1,11 +1,16 @@
-"""The DCGAN of Radford et al. (2016) for 32 x 32 colour images, which dcgan_cifar10.py trains.
+"""The DCGAN of Radford et al. (2016) for 32 x 32 or 64 x 64 colour images, which dcgan_cifar10.py trains.
 
 Generator: strided transposed convolutions with batch norm and ReLU, Tanh output. Discriminator: strided convolutions
 with LeakyReLU(0.2) and batch norm on every layer but the first. No pooling and no fully connected hidden layer on
-either side (the paper's guidelines, section 3). latent_interpolation.py rebuilds the generator from a checkpoint's
-``generator_config`` alone, so the constructors take every size as an argument.
+either side (the paper's guidelines, section 3). Each doubling of the image size adds one strided layer to both
+networks, with twice the channels at the 4 x 4 end: 64 x 64 is the paper's own network (its figure 1), 32 x 32 the
+same with one layer fewer. latent_interpolation.py rebuilds the generator from a checkpoint's ``generator_config``
+alone, so the constructors take every size as an argument; a config without ``image_size`` (files from before it
+was recorded) means 32.
 """
 from torch import nn
+
+IMAGE_SIZES = (32, 64)  # the sizes the networks are built for: 4 x 4 at the inner end, doubled per strided layer
 from torch.nn.utils.parametrizations import spectral_norm as with_spectral_norm
 
 
@@ -21,20 +26,23 @@ def init_weights(module):
 
 
 class Generator(nn.Module):
-    """z (N x latent_dim) -> images (N x 3 x 32 x 32) in [-1, 1]; c = base_channels."""
+    """z (N x latent_dim) -> images (N x 3 x image_size x image_size) in [-1, 1]; c = base_channels."""
 
-    def __init__(self, latent_dim=100, base_channels=48):
+    def __init__(self, latent_dim=100, base_channels=48, image_size=32):
         super().__init__()
-        self.config = dict(latent_dim=latent_dim, base_channels=base_channels)
+        self.config = dict(latent_dim=latent_dim, base_channels=base_channels, image_size=image_size)
         c = base_channels
+        top = c * image_size // 8  # channels at 4 x 4: 4c at 32 x 32, 8c at 64 x 64
         # Convolutions followed by batch norm carry no bias, here and in the discriminator: the norm's shift does.
-        self.net = nn.Sequential(
-            nn.Unflatten(1, (latent_dim, 1, 1)),                                              # latent_dim x 1 x 1
-            nn.ConvTranspose2d(latent_dim, 4 * c, 4, 1, 0, bias=False), nn.BatchNorm2d(4 * c), nn.ReLU(),  # 4c x 4 x 4
-            nn.ConvTranspose2d(4 * c, 2 * c, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * c), nn.ReLU(),       # 2c x 8 x 8
-            nn.ConvTranspose2d(2 * c, c, 4, 2, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(),               # c x 16 x 16
-            nn.ConvTranspose2d(c, 3, 4, 2, 1), nn.Tanh(),                                     # 3 x 32 x 32
-        )
+        layers = [nn.Unflatten(1, (latent_dim, 1, 1)),                                # latent_dim x 1 x 1
+                  nn.ConvTranspose2d(latent_dim, top, 4, 1, 0, bias=False), nn.BatchNorm2d(top), nn.ReLU()]  # 4 x 4
+        channels = top
+        while channels > c:  # halve the channels, double the size: 2c x 8 x 8, c x 16 x 16 at 32; one more at 64
+            layers += [nn.ConvTranspose2d(channels, channels // 2, 4, 2, 1, bias=False),
+                       nn.BatchNorm2d(channels // 2), nn.ReLU()]
+            channels //= 2
+        layers += [nn.ConvTranspose2d(c, 3, 4, 2, 1), nn.Tanh()]                     # 3 x image_size x image_size
+        self.net = nn.Sequential(*layers)
         self.apply(init_weights)
 
     def forward(self, z):
@@ -42,15 +50,15 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """Images (N x 3 x 32 x 32) in [-1, 1] -> one logit per image (N); c = base_channels.
+    """Images (N x 3 x image_size x image_size) in [-1, 1] -> one logit per image (N); c = base_channels.
 
     ``spectral_norm`` divides every weight by its largest singular value (Miyato et al. 2018), which bounds the
     discriminator's Lipschitz constant; it then replaces batch norm, as in their networks.
     """
 
-    def __init__(self, base_channels=48, spectral_norm=False):
+    def __init__(self, base_channels=48, spectral_norm=False, image_size=32):
         super().__init__()
-        self.config = dict(base_channels=base_channels, spectral_norm=spectral_norm)
+        self.config = dict(base_channels=base_channels, spectral_norm=spectral_norm, image_size=image_size)
         c = base_channels
 
         def conv(in_channels, out_channels, stride, padding, bias=True):
@@ -61,13 +69,14 @@ class Discriminator(nn.Module):
         def norm(channels):
             return nn.Identity() if spectral_norm else nn.BatchNorm2d(channels)
 
-        self.net = nn.Sequential(                                               # 3 x 32 x 32
-            conv(3, c, 2, 1), nn.LeakyReLU(0.2),                                # c x 16 x 16, no batch norm here
-            conv(c, 2 * c, 2, 1, spectral_norm), norm(2 * c), nn.LeakyReLU(0.2),    # 2c x 8 x 8
-            conv(2 * c, 4 * c, 2, 1, spectral_norm), norm(4 * c), nn.LeakyReLU(0.2),  # 4c x 4 x 4
-            conv(4 * c, 1, 1, 0),                                               # 1 x 1 x 1: the logit
-            nn.Flatten(0),                                                      # N
-        )
+        layers = [conv(3, c, 2, 1), nn.LeakyReLU(0.2)]  # c x size/2 x size/2 from 3 x size x size, no batch norm here
+        channels = c
+        while channels < c * image_size // 8:  # double the channels, halve the size: 2c x 8 x 8, 4c x 4 x 4 at 32
+            layers += [conv(channels, 2 * channels, 2, 1, spectral_norm), norm(2 * channels), nn.LeakyReLU(0.2)]
+            channels *= 2
+        layers += [conv(channels, 1, 1, 0),                                   # 1 x 1 x 1: the logit
+                   nn.Flatten(0)]                                             # N
+        self.net = nn.Sequential(*layers)
         for module in self.net.modules():
             if isinstance(module, nn.BatchNorm2d):
                 init_weights(module)

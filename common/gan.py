@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from matplotlib.ticker import MaxNLocator
 from torch import nn
 
-from common import cli, data, plots, runs
+from common import cli, data, fid, plots, runs
 from common.plots import plt
 
 
@@ -223,19 +223,30 @@ def epoch_summary(history, epoch, epochs):
     return f"{line}  {history['seconds'][-1]:5.1f} s"
 
 
-def final_metrics(scores, history, judge_accuracy):
+def final_metrics(scores, history, judge_accuracy=None):
     """What a GAN script's metrics.json holds besides its own keys: the final quality ``scores``, the judge's test
-    accuracy, the last epoch's mean losses and D outputs, the epochs and their seconds."""
-    return {**scores, "classifier_test_accuracy": judge_accuracy,
-            **{key: history[key][-1] for key in ("loss_d", "loss_g", "d_real", "d_fake")},
+    accuracy (where a classifier judged the samples), the last epoch's mean losses and D outputs, the epochs and
+    their seconds."""
+    judge = {} if judge_accuracy is None else {"classifier_test_accuracy": judge_accuracy}
+    return {**scores, **judge, **{key: history[key][-1] for key in ("loss_d", "loss_g", "d_real", "d_fake")},
             "epochs": len(history["loss_d"]), "train_seconds": sum(history["seconds"])}
+
+
+def inception_fid(metric, generator, real_images, num_samples, device, seed):
+    """The standard FID (common/fid.py) of ``num_samples`` images of ``generator`` against ``real_images``, with
+    what a reader needs to compare it with another: the implementation and both counts."""
+    generated = generate(generator, num_samples, device, seed=seed)
+    return {"fid_inception": fid.frechet_inception_distance(real_images, generated, metric),
+            "fid_generated_images": num_samples, "fid_real_images": len(real_images),
+            "fid_implementation": fid.IMPLEMENTATION}
 
 
 def print_metrics(metrics, class_names):
     print("  ".join(f"{key} {value:.3f}" if isinstance(value, float) else f"{key} {value}"
                     for key, value in metrics.items() if key != "class_shares"))
-    print("class shares (%): " + " ".join(f"{name}:{100 * share:.1f}"
-                                          for name, share in zip(class_names, metrics["class_shares"])))
+    if "class_shares" in metrics:
+        print("class shares (%): " + " ".join(f"{name}:{100 * share:.1f}"
+                                              for name, share in zip(class_names, metrics["class_shares"])))
 
 
 def load_generator(path, device, flag=None):
@@ -344,7 +355,10 @@ def plot_progress(path, grids, title, count=5):
     """The fixed-noise grids (``grids[e - 1]``: uint8 images after epoch e) of chosen epochs side by side."""
     epochs = progress_epochs(len(grids), count)
     ncols = round(math.sqrt(len(grids[0])))
-    figure, all_axes = plt.subplots(1, len(epochs), figsize=(2.6 * len(epochs), 3.0), squeeze=False)
+    # Each panel's axes (about 2/3 of its width) at least as many pixels wide as its grid: the one-pixel gaps between
+    # 64 x 64 tiles would otherwise be dropped unevenly when the grid is scaled down.
+    inches = max(2.6, 1.6 * ncols * (grids[0].shape[-1] + 1) / plots.DPI)
+    figure, all_axes = plt.subplots(1, len(epochs), figsize=(inches * len(epochs), inches + 0.4), squeeze=False)
     for axes, epoch in zip(all_axes[0], epochs):
         plots.show_tiles(axes, data.to_unit_range(grids[epoch - 1]), ncols, f"epoch {epoch}")
     figure.suptitle(title)

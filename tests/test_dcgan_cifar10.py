@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torchvision import datasets
+from torchvision import datasets, io
 
 import dcgan_cifar10
+import latent_interpolation
 from common import classifier, cli, data, dcgan
 from tests.conftest import REPO
 
@@ -122,6 +123,22 @@ def test_models_shapes_ranges_initialisation_and_rebuild_from_config():
         assert has_norm != spectral_norm
 
 
+def test_64_pixels_add_one_strided_layer_to_each_network_and_old_configs_mean_32():
+    def strided(model):
+        return sum(isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)) and m.stride == (2, 2)
+                   for m in model.modules())
+
+    generator = dcgan.Generator(latent_dim=20, base_channels=8, image_size=64)
+    images = generator(torch.randn(2, 20))
+    assert images.shape == (2, 3, 64, 64) and images.min() >= -1 and images.max() <= 1
+    discriminator = dcgan.Discriminator(base_channels=8, image_size=64)
+    assert discriminator(images).shape == (2,)
+    assert strided(generator) == strided(dcgan.Generator(20, 8)) + 1 == 4
+    assert strided(discriminator) == strided(dcgan.Discriminator(8)) + 1 == 4
+    # A generator_config written before image_size was recorded rebuilds the 32 x 32 network.
+    assert dcgan.Generator(latent_dim=20, base_channels=8)(torch.randn(2, 20)).shape == (2, 3, 32, 32)
+
+
 def test_trains_on_a_subset_writes_every_output_resumes_and_samples_from_its_checkpoint(cifar_dir, tmp_path):
     judge = tmp_path / "classifier.pt"
     classifier.cifar10_classifier(cifar_dir, torch.device("cpu"), judge, limit=1000)
@@ -167,3 +184,90 @@ def test_bad_input_is_one_line_and_exit_code_2(args, expected):
     result = run_script(*args)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and expected in result.stderr, result.stderr
+
+
+@pytest.fixture
+def image_folder(cifar_dir, tmp_path):
+    """300 real CIFAR-10 test images as lossless files in nested folders (one as BMP, which torchvision does not
+    decode), a corrupt "JPEG" and a text file; returns (folder, the 300 images)."""
+    images, _ = data.load_cifar10(cifar_dir, train=False, limit=300)
+    folder = tmp_path / "my photos"
+    for i, image in enumerate(images):
+        sub = folder / ("", "cats", "cats/old", "dogs")[i % 4]
+        sub.mkdir(parents=True, exist_ok=True)
+        if i == 7:
+            Image.fromarray(image.permute(1, 2, 0).numpy()).save(sub / f"{i:04d}.BMP")
+        else:
+            io.write_png(image, str(sub / f"{i:04d}.png"))
+    (folder / "dogs" / "broken.jpg").write_bytes(b"\xff\xd8 not a JPEG after all")
+    (folder / "notes.txt").write_text("not an image, not even tried")
+    return folder, images
+
+
+def test_image_folder_reads_every_image_recursively_skips_the_unreadable_and_is_cached(image_folder, monkeypatch):
+    folder, originals = image_folder
+    images, skipped = data.load_image_folder(folder, 32)
+    assert images.shape == (300, 3, 32, 32) and images.dtype == torch.uint8 and skipped == ["dogs/broken.jpg"]
+    # Lossless files at their own size come back pixel for pixel (in the folder's fixed shuffle, not file order).
+    assert sorted(image.numpy().tobytes() for image in images) == sorted(image.numpy().tobytes() for image in originals)
+    large, _ = data.load_image_folder(folder, 64, limit=50)
+    assert large.shape == (50, 3, 64, 64)
+    assert len(list(data.CACHE_DIR.glob("folder-*-32px-*.pt"))) == 1 and not list(data.CACHE_DIR.glob("*-64px-*"))
+    assert sorted(path.name for path in folder.rglob("*") if path.is_file() and path.suffix == ".pt") == []
+    monkeypatch.setattr(data, "_decode", lambda path: pytest.fail("decoded again, cache unused"))
+    cached, skipped_again = data.load_image_folder(folder, 32, limit=100)
+    assert torch.equal(cached, images[:100]) and skipped_again == skipped
+
+
+def test_a_folder_without_readable_images_or_without_data_dir_is_one_clear_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "readme.txt").write_text("no pictures here")
+    with pytest.raises(cli.UserError, match="no image files") as error:
+        data.load_image_folder(tmp_path / "empty", 32)
+    (tmp_path / "empty" / "broken.png").write_bytes(b"junk")
+    with pytest.raises(cli.UserError, match="none of the 1 image files in .* could be decoded") as second:
+        data.load_image_folder(tmp_path / "empty", 32)
+    with pytest.raises(cli.UserError, match="not found") as third:
+        data.load_image_folder(tmp_path / "nowhere", 32)
+    assert all("\n" not in str(e.value) for e in (error, second, third))
+    with pytest.raises(cli.UserError, match="--dataset folder needs --data-dir"):
+        dcgan_cifar10.main(["--dataset", "folder"])
+    with pytest.raises(cli.UserError, match="--image-size must be 32 or 64"):
+        dcgan_cifar10.main(["--image-size", "48"])
+
+
+def test_trains_on_an_image_folder_at_32_and_64_pixels_and_samples_from_the_cache(image_folder, tmp_path, capsys,
+                                                                                monkeypatch):
+    folder, _ = image_folder
+    common = ["--dataset", "folder", "--data-dir", str(folder), "--device", "cpu", "--batch-size", "50",
+              "--base-channels", "8", "--epochs", "1"]
+    for size in (32, 64):
+        out = tmp_path / f"run{size}"
+        metrics = dcgan_cifar10.main(common + ["--image-size", str(size), "--out-dir", str(out)])
+        assert metrics["images"] == 300 and metrics["unreadable_files_skipped"] == 1
+        assert "frechet_distance" not in metrics and "no CIFAR-10 classes" in metrics["note"]
+        assert json.loads((out / "metrics.json").read_text())["note"] == metrics["note"]
+        for name in FIGURES:
+            if name not in ("quality.png", "grids/epoch_002.png"):
+                assert (out / name).stat().st_size > 10_000, name
+        assert not (out / "quality.png").exists() and not (out / "best.pt").exists()
+        history = torch.load(out / "checkpoint.pt", weights_only=True)["history"]
+        assert len(history["step_loss_d"]) == 6 and np.isfinite(history["step_loss_d"]).all()
+        assert history["grids"][0].shape == (64, 3, size, size)
+    assert "skipped 1 unreadable file in" in capsys.readouterr().out
+
+    # Another size or folder is another run: --resume refuses it.
+    with pytest.raises(cli.UserError, match="--image-size 32 does not match"):
+        dcgan_cifar10.main(common + ["--image-size", "32", "--out-dir", str(out), "--resume", "--epochs", "2"])
+    # --epochs 0 samples the 64 x 64 run, its real images from the cache.
+    monkeypatch.setattr(data, "_decode", lambda path: pytest.fail("decoded again, cache unused"))
+    again = dcgan_cifar10.main(common[:-2] + ["--image-size", "64", "--out-dir", str(out), "--epochs", "0",
+                                              "--num-samples", "5"])
+    assert again["unreadable_files_skipped"] == 1 and again["sampled_epoch"] == 1
+    assert np.load(out / "samples.npz")["images"].shape == (5, 3, 64, 64)
+
+    # latent_interpolation.py walks the 64 x 64 generator, without a classifier for a folder's images.
+    walk = latent_interpolation.main(["--checkpoint", str(out / "checkpoint.pt"), "--device", "cpu", "--pairs", "2",
+                                      "--steps", "4", "--pool", "4", "--out-dir", str(tmp_path / "walk")])
+    assert walk["pairs"] == [[None, None]] * 2 and "lerp_label_changes" not in walk
+    assert (tmp_path / "walk" / "grid.png").stat().st_size > 10_000
