@@ -30,7 +30,8 @@ SETTINGS = {
     "latent_dim": (64, "size of z", "[1, inf)"),
     "g_width": (256, "generator hidden layers: g_width, 2 g_width, 4 g_width units", "[1, inf)"),
     "d_width": (512, "discriminator hidden layers: d_width, d_width / 2 units", "[2, inf)"),
-    "lr_g": (1e-3, "Adam learning rate of G (2e-4, the usual GAN rate, needs about three times the epochs)", "(0, inf)"),
+    "lr_g": (1e-3, "Adam learning rate of G (2e-4, the usual GAN rate, needs about three times the epochs)",
+             "(0, inf)"),
     "lr_d": (1e-3, "Adam learning rate of D", "(0, inf)"),
     "beta1": (0.5, "Adam beta1 of both networks (beta2 = 0.999), as in Radford et al. 2016", "[0, 1)"),
     "real_label": (0.9, "target for real images in D's loss; below 1 is one-sided label smoothing", "(0, 1]"),
@@ -38,7 +39,8 @@ SETTINGS = {
     "ema_decay": (0.999, "sample from an exponential moving average of G's weights with this decay (0: off)", "[0, 1)"),
     "quality_every": (1, "measure sample quality every N epochs and after the last (0: after the last only)"),
     "quality_samples": (5000, "generated images per quality measurement during training", "[2, inf)"),
-    "eval_images": (10000, "generated and real test images behind the final quality numbers (10k, as for FID)", "[2, 10000]"),
+    "eval_images": (10000, "generated and real test images behind the final quality numbers (10k, as for FID)",
+                    "[2, 10000]"),
 }
 
 # The settings a run must keep to be continued with --resume: they shape the networks, the data order or the

@@ -97,8 +97,8 @@ def load_or_train(model, train, test, path, epochs=3, batch_size=128, lr=2e-3, s
             optimizer.step()
             scheduler.step()
     test_accuracy = accuracy(model, *test)
-    runs.save_checkpoint(path, "classifier", model=model.state_dict(), model_config=model.config, test_accuracy=test_accuracy,
-                         train_examples=len(images), epochs=epochs)
+    runs.save_checkpoint(path, "classifier", model=model.state_dict(), model_config=model.config,
+                         test_accuracy=test_accuracy, train_examples=len(images), epochs=epochs)
     log(f"classifier test accuracy {test_accuracy:.4f}, cached at {path}")
     return model.eval(), test_accuracy
 
