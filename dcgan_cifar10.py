@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from common import classifier, cli, data, dcgan, fid, gan, plots, runs
+from common import classifier, cli, data, dcgan, distributed, fid, gan, plots, runs
 
 SETTINGS = {
     **cli.TRAINING_SETTINGS,
@@ -102,6 +102,7 @@ def train_step(generator, discriminator, optimizer_g, optimizer_d, real, cfg, au
         loss_d = discriminator_loss(real_logits, fake_logits, cfg.loss)
     optimizer_d.zero_grad(set_to_none=True)
     loss_d.backward()
+    distributed.average_gradients(discriminator)  # under torchrun; why not DDP: common/distributed.py
     optimizer_d.step()
 
     # (2) Update G against the D just updated. D's weights need no gradient here: skipping them saves a third of
@@ -111,6 +112,7 @@ def train_step(generator, discriminator, optimizer_g, optimizer_d, real, cfg, au
         loss_g = generator_loss(discriminator(fake).float(), cfg.loss)
     optimizer_g.zero_grad(set_to_none=True)
     loss_g.backward()
+    distributed.average_gradients(generator)
     optimizer_g.step()
     discriminator.requires_grad_(True)
     return torch.stack([loss_d, loss_g, torch.sigmoid(real_logits).mean(), torch.sigmoid(fake_logits).mean()]).detach()
@@ -157,11 +159,13 @@ def train(cfg, train_images, device, out, quality):
     None where nothing can judge them (a folder without classes): then no best.pt either."""
     runs.seed_everything(cfg.seed)  # the initial weights are the seed's too
     checkpoint_path = out / "checkpoint.pt"
-    checkpoint = gan.resume_or_start(checkpoint_path, cfg, "dcgan", FIXED_ON_RESUME + data_settings(cfg), device)
+    distributed.check_batch_size(cfg.batch_size)
+    checkpoint = gan.resume_or_start(checkpoint_path, cfg, "dcgan", FIXED_ON_RESUME + data_settings(cfg))
     generator, discriminator, optimizer_g, optimizer_d = build(cfg, device, checkpoint)
     average = copy.deepcopy(generator)  # the weight average samples come from (a copy of G while ema_decay is 0)
     history, first_epoch = gan.restore(checkpoint, generator, average, discriminator, optimizer_g, optimizer_d,
                                        (cfg.lr_g, cfg.lr_d))
+    distributed.broadcast_parameters(generator, discriminator)  # under torchrun: the same start in every process
     fixed_noise = torch.randn(GRID_SIZE, cfg.latent_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
     autocast, memory_format = precision(device)
     steps_per_epoch = -(-len(train_images) // cfg.batch_size)
@@ -171,18 +175,24 @@ def train(cfg, train_images, device, out, quality):
         generator.train()
         discriminator.train()
         steps = []  # per step: D loss, G loss, mean D(x), mean D(G(z)); kept on the device, no sync per step
-        batches = runs.progress(data.shuffled_batches(len(train_images), cfg.batch_size,
-                                                      runs.seed_epoch(cfg.seed, epoch), device), epoch, cfg.epochs)
+        batches = runs.progress(distributed.shard(data.shuffled_batches(len(train_images), cfg.batch_size,
+                                                                        runs.seed_epoch(cfg.seed, epoch), device)),
+                                epoch, cfg.epochs)
         for step, index in enumerate(batches, start=(epoch - 1) * steps_per_epoch):
             real = data.to_signed_range(data.random_horizontal_flip(train_images[index]))  # B x 3 x S x S, [-1, 1]
             real = real.contiguous(memory_format=memory_format)
             steps.append(train_step(generator, discriminator, optimizer_g, optimizer_d, real, cfg, autocast))
             # The average warms up as in TensorFlow's ExponentialMovingAverage(num_updates): decay (1 + t) / (10 + t)
             # until it reaches ema_decay, so the random initial weights do not linger in it for thousands of steps.
-            gan.update_average(average, generator, min(cfg.ema_decay, (1 + step) / (10 + step)))
+            if distributed.is_main():
+                gan.update_average(average, generator, min(cfg.ema_decay, (1 + step) / (10 + step)))
+        steps = distributed.mean(torch.stack(steps))  # every process's losses: the global batch's
         gan.check_losses(steps, epoch, checkpoint_path)
         gan.record_steps(history, steps)
+        distributed.average_buffers(generator, discriminator)
         history["seconds"].append(timer.elapsed())  # training only: the speed the issue's bar is about
+        if not distributed.is_main():
+            continue
 
         average.eval()
         with torch.no_grad():
@@ -237,7 +247,8 @@ def main(argv=None):
     runs.write_json(out / "config.json", vars(cfg))
     train_images, skipped = load_training_images(cfg, device)
     judged = cfg.dataset == "cifar10"  # a classifier of CIFAR-10's classes means nothing on a folder of other images
-    if judged:
+    # Rank 0 alone judges the samples, during training too: under torchrun the other processes only train.
+    if judged and distributed.is_main():
         test_images, _ = data.load_cifar10(cfg.data_dir, train=False, device=device)
         judge, judge_accuracy = classifier.cifar10_classifier(cfg.data_dir, device, cfg.classifier)
 
@@ -253,10 +264,12 @@ def main(argv=None):
         # best.pt is chosen by the distance to training images (the first ones hold every class equally often); the
         # final numbers use test images and other noise, so the choice cannot flatter them.
         tracked = None
-        if judged:
+        if judged and distributed.is_main():
             selection_features, _ = classifier.features_and_probabilities(judge, train_images[:cfg.quality_samples])
             tracked = functools.partial(quality, real_features=selection_features, seed=cfg.seed)
         train(cfg, train_images, device, out, tracked)
+    if not distributed.is_main():
+        return None
     last = runs.load_checkpoint(out / "checkpoint.pt", device, kind="gan")
     if not cfg.epochs:  # the figures, numbers and FID compare G with the data it was trained on
         runs.check_resumable(last, cfg, data_settings(cfg), out / "checkpoint.pt")

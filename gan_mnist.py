@@ -19,7 +19,7 @@ import copy
 
 import torch
 
-from common import classifier, cli, data, fid, gan, plots, runs
+from common import classifier, cli, data, distributed, fid, gan, plots, runs
 
 SETTINGS = {
     **cli.TRAINING_SETTINGS,
@@ -60,14 +60,16 @@ def build_models(cfg, device):
 def train(cfg, train_images, device, checkpoint_path, quality):
     """Train (or continue) G and D; checkpoint after every epoch. Returns (sampling generator, history)."""
     runs.seed_everything(cfg.seed)  # the initial weights are the seed's too
+    distributed.check_batch_size(cfg.batch_size)
     generator, discriminator = build_models(cfg, device)
     average = copy.deepcopy(generator)  # the weight average samples come from (a copy of G while ema_decay is 0)
     fused = device.type in ("cpu", "cuda")
     optimizer_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, 0.999), fused=fused)
     optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, 0.999), fused=fused)
-    checkpoint = gan.resume_or_start(checkpoint_path, cfg, "mlp", FIXED_ON_RESUME, device)
+    checkpoint = gan.resume_or_start(checkpoint_path, cfg, "mlp", FIXED_ON_RESUME)
     history, first_epoch = gan.restore(checkpoint, generator, average, discriminator, optimizer_g, optimizer_d,
                                        (cfg.lr_g, cfg.lr_d))
+    distributed.broadcast_parameters(generator, discriminator)  # under torchrun: the same start in every process
     fixed_noise = torch.randn(GRID_SIZE, cfg.latent_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
 
     for epoch in range(first_epoch, cfg.epochs + 1):
@@ -75,8 +77,9 @@ def train(cfg, train_images, device, checkpoint_path, quality):
         generator.train()
         discriminator.train()
         steps = []  # per step: D loss, G loss, mean D(x), mean D(G(z)); kept on the device, no sync per step
-        batches = runs.progress(data.shuffled_batches(len(train_images), cfg.batch_size,
-                                                      runs.seed_epoch(cfg.seed, epoch), device), epoch, cfg.epochs)
+        batches = runs.progress(distributed.shard(data.shuffled_batches(len(train_images), cfg.batch_size,
+                                                                        runs.seed_epoch(cfg.seed, epoch), device)),
+                                epoch, cfg.epochs)
         for index in batches:
             real = data.to_signed_range(train_images[index])                      # B x 1 x 28 x 28 in [-1, 1]
             fake = generator(torch.randn(len(real), cfg.latent_dim, device=device))
@@ -87,6 +90,7 @@ def train(cfg, train_images, device, checkpoint_path, quality):
             loss_d = gan.discriminator_loss(real_logits, fake_logits, cfg.real_label)
             optimizer_d.zero_grad(set_to_none=True)
             loss_d.backward()
+            distributed.average_gradients(discriminator)  # under torchrun; why not DDP: common/distributed.py
             optimizer_d.step()
 
             # (2) Update G: maximise log D(G(z)) under the D just updated (the non-saturating loss). D's weights need
@@ -95,14 +99,20 @@ def train(cfg, train_images, device, checkpoint_path, quality):
             loss_g = gan.generator_loss(discriminator(fake))
             optimizer_g.zero_grad(set_to_none=True)
             loss_g.backward()
+            distributed.average_gradients(generator)
             optimizer_g.step()
             discriminator.requires_grad_(True)
-            gan.update_average(average, generator, cfg.ema_decay)
+            if distributed.is_main():
+                gan.update_average(average, generator, cfg.ema_decay)
 
             steps.append(torch.stack([loss_d, loss_g, torch.sigmoid(real_logits).mean(),
                                       torch.sigmoid(fake_logits).mean()]).detach())
+        steps = distributed.mean(torch.stack(steps))  # every process's losses: the global batch's
         gan.check_losses(steps, epoch, checkpoint_path)
         gan.record_steps(history, steps)
+        distributed.average_buffers(generator, discriminator)
+        if not distributed.is_main():
+            continue
         gan.recalibrate_batch_norm(average, device)
         with torch.no_grad():
             history["grids"].append(data.to_uint8(average(fixed_noise), -1, 1))
@@ -124,6 +134,19 @@ def plot_figures(history, generator, out, device):
     plots.save_grid(out / "samples.png", data.to_unit_range(samples), 10, "New digits: G(z), z ~ N(0, I)")
 
 
+def judged_quality(cfg, device):
+    """``quality(generator, num_images)``: the quality numbers of that many samples in the cached classifier's eyes,
+    against the test images; and the classifier's test accuracy."""
+    test_images, _ = data.load_mnist(cfg.data_dir, train=False, device=device, limit=cfg.eval_images)
+    judge, judge_accuracy = classifier.mnist_classifier(cfg.data_dir, device, cfg.classifier)
+    real_features, _ = classifier.features_and_probabilities(judge, test_images)
+
+    def quality(generator, num_images):
+        return classifier.sample_quality(judge, gan.generate(generator, num_images, device, seed=cfg.seed).to(device),
+                                         real_features)
+    return quality, judge_accuracy
+
+
 def main(argv=None):
     cfg = cli.parse(SETTINGS, __doc__, argv)
     device = runs.pick_device(cfg.device)
@@ -135,18 +158,14 @@ def main(argv=None):
     if cfg.epochs == 0:
         generator, checkpoint = gan.load_generator(checkpoint_path, device)
         history = checkpoint["history"]
-    test_images, _ = data.load_mnist(cfg.data_dir, train=False, device=device, limit=cfg.eval_images)
-    judge, judge_accuracy = classifier.mnist_classifier(cfg.data_dir, device, cfg.classifier)
-    real_features, _ = classifier.features_and_probabilities(judge, test_images)
-
-    def quality(generator, num_images):
-        return classifier.sample_quality(judge, gan.generate(generator, num_images, device, seed=cfg.seed).to(device),
-                                         real_features)
-
+    # Rank 0 alone judges the samples, during training too: under torchrun the other processes only train.
+    quality, judge_accuracy = judged_quality(cfg, device) if distributed.is_main() else (None, None)
     if cfg.epochs or fid_metric is not None:
         train_images, _ = data.load_mnist(cfg.data_dir, train=True, device=device, limit=cfg.limit)
     if cfg.epochs:
         generator, history = train(cfg, train_images, device, checkpoint_path, quality)
+    if not distributed.is_main():
+        return None
 
     plot_figures(history, generator, out, device)
     metrics = gan.final_metrics(quality(generator, cfg.eval_images), history, judge_accuracy)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from matplotlib.ticker import MaxNLocator
 
-from common import classifier, cli, data, gan, plots, runs
+from common import classifier, cli, data, distributed, gan, plots, runs
 from common.plots import plt
 
 MNIST_CHECKPOINT = Path("outputs/gan_mnist/checkpoint.pt")
@@ -251,6 +251,9 @@ def summarise(paths):
 
 def main(argv=None):
     cfg = cli.parse(SETTINGS, __doc__, argv)
+    if distributed.launched_by_torchrun():
+        raise cli.UserError("latent_interpolation.py trains nothing and gains nothing from torchrun: run it as "
+                            "python latent_interpolation.py")
     device = runs.pick_device(cfg.device)
     out = runs.output_folder(__file__, cfg.out_dir)
     runs.write_json(out / "config.json", vars(cfg))

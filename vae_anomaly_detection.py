@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 from torchvision import io
 
-from common import cli, data, plots, runs, vae
+from common import cli, data, distributed, plots, runs, vae
 
 # Every score, one value per image, higher = more anomalous (score_images below defines each):
 ANOMALY_SCORES = ("combined", "reconstruction", "elbo", "relative_error", "grey_levels", "stroke_texture", "geometry",
@@ -811,6 +811,8 @@ def one_class_benchmark(cfg, device, out, log=print):
         model, _ = vae.train_vae(SimpleNamespace(**recipe, seed=cfg.seed, resume=False),
                                  train_images[train_labels == digit], test_images[test_labels == digit], device,
                                  out / "one_class" / f"digit_{digit}" / "checkpoint.pt", log=lambda _: None)
+        if not distributed.is_main():
+            continue  # under torchrun the other processes help train; rank 0 scores
         normal_train = data.to_unit_range(train_images[train_labels == digit][:GREY_LEVEL_DIGITS])
         scores = score_images(model, x_test, fit_grey_levels(model, normal_train), seed=cfg.seed,
                               iw_samples=cfg.iw_samples)
@@ -819,6 +821,8 @@ def one_class_benchmark(cfg, device, out, log=print):
                           for name, values in scores.items()}
         results[digit]["seconds"] = timer.elapsed()
         log(f"digit {digit}: " + "  ".join(f"{name} {value:.2f}" for name, value in results[digit].items()))
+    if not distributed.is_main():
+        return None
     columns = list(results[digits[0]])
     summary = {"digits": results, "epochs": cfg.one_class_epochs,
                "mean": {name: float(np.mean([row[name] for row in results.values()])) for name in columns}}
@@ -872,6 +876,8 @@ def main(argv=None):
         return summary
 
     model, checkpoint = vae.load_or_train_vae(cfg.vae_checkpoint, cfg.data_dir, device, cfg.seed)
+    if not distributed.is_main():
+        return None  # under torchrun: the other processes' part was training the VAE, if it was absent
     vae_saw_validation = saw_validation_images(checkpoint)
     detector = calibrate(cfg, model, device)
     threshold, val_scores = detector.threshold, detector.validation_scores

@@ -26,7 +26,7 @@ from sklearn.metrics import silhouette_score
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 
-from common import cli, data, plots, runs, vae
+from common import cli, data, distributed, plots, runs, vae
 
 SETTINGS = {
     **cli.BASE_SETTINGS,
@@ -160,6 +160,8 @@ def main(argv=None):
     generator = runs.seed_everything(cfg.seed)
 
     model, _ = vae.load_or_train_vae(cfg.vae_checkpoint, cfg.data_dir, device, cfg.seed)
+    if not distributed.is_main():
+        return None  # under torchrun: the other processes' part was training the VAE, if it was absent
     images, labels = data.load_mnist(cfg.data_dir, train=False, device=device)
     indices = torch.randperm(len(images), generator=generator)[:cfg.num_points].sort().values.numpy()
     latents = encode(model, images[indices])

@@ -12,7 +12,7 @@ checkpoint.pt and, with --num-samples, samples.npz.
 """
 import torch
 
-from common import cli, data, plots, runs, vae
+from common import cli, data, distributed, plots, runs, vae
 
 SETTINGS = {
     **cli.TRAINING_SETTINGS,
@@ -61,6 +61,8 @@ def main(argv=None):
     else:
         train_images = vae.load_training_split(cfg.data_dir, device, cfg.limit)
         model, history = vae.train_vae(cfg, train_images, test_images, device, checkpoint_path)
+    if not distributed.is_main():
+        return None  # under torchrun: the other processes' part was the training, rank 0 evaluates and plots
     model.eval()
     runs.seed_everything(cfg.seed)
 

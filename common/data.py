@@ -4,6 +4,7 @@ The airbench recipe without its CUDA-only parts: decode a dataset once, keep it 
 training images are 47 MB), draw each batch by indexing with a slice of a random permutation and scale it to floats
 on the device. There is no DataLoader and no per-image PIL transform in any training loop.
 """
+import contextlib
 import hashlib
 import itertools
 import os
@@ -15,7 +16,7 @@ from torchvision import datasets, io
 from torchvision.transforms.v2 import functional as TF
 from tqdm import tqdm
 
-from common import runs
+from common import distributed, runs
 from common.cli import UserError
 
 DATA_ENV = "GENMODELS_DATA"  # environment variable naming the data folder, like --data-dir
@@ -39,13 +40,28 @@ def data_folder(data_dir=None):
     return DEFAULT_DATA_DIR, True
 
 
+@contextlib.contextmanager
+def one_download_at_a_time(folder, may_download):
+    """Under torchrun, the processes of a machine take turns at a folder they may download into (a file lock): the
+    first downloads what is missing, the others then find it there and read it."""
+    if not (may_download and distributed.launched_by_torchrun()):
+        yield
+        return
+    import fcntl  # POSIX only, like torchrun's multi-process runs
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".download.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def load_mnist(data_dir=None, train=True, device="cpu", name="mnist", limit=0):
     """MNIST or Fashion-MNIST as (images, labels): uint8 N x 1 x 28 x 28 and int64 N, both on ``device``."""
     folder, may_download = data_folder(data_dir)
     dataset_class = MNIST_LIKE[name]
     raw = folder / dataset_class.__name__ / "raw"
     try:
-        dataset = dataset_class(folder, train=train, download=may_download)
+        with one_download_at_a_time(folder, may_download):
+            dataset = dataset_class(folder, train=train, download=may_download)
     except Exception as error:  # torchvision raises RuntimeError for missing files, URLError and others when offline
         hint = "it could not be downloaded" if may_download else "downloads go only to the default ./data"
         raise UserError(f"{dataset_class.__name__} not found in {raw} ({hint}: {error.__class__.__name__}); "
@@ -81,7 +97,8 @@ def load_cifar10(data_dir=None, train=True, device="cpu", limit=0, log=print):
 
 def _read_cifar10_batches(folder, train, may_download):
     try:
-        dataset = datasets.CIFAR10(folder, train=train, download=may_download)
+        with one_download_at_a_time(folder, may_download):
+            dataset = datasets.CIFAR10(folder, train=train, download=may_download)
     except Exception as error:  # RuntimeError for missing or corrupt batches, URLError and others when offline
         hint = "it could not be downloaded" if may_download else "its checksums do not match the original files"
         raise UserError(f"CIFAR-10 not readable in {folder / datasets.CIFAR10.base_folder} ({hint}: "

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from matplotlib.ticker import MaxNLocator
 from torch import nn
 
-from common import cli, data, fid, plots, runs
+from common import cli, data, distributed, fid, plots, runs
 from common.plots import plt
 
 
@@ -144,14 +144,19 @@ def generate(generator, num_images, device, batch_size=1000, seed=None):
 QUALITY_KEYS = ("frechet_distance", "inception_score", "class_shares", "min_class_share")
 
 
-def resume_or_start(checkpoint_path, cfg, architecture, fixed, device):
-    """The checkpoint to continue from when ``cfg.resume`` is set and one exists, else None.
+def resume_or_start(checkpoint_path, cfg, architecture, fixed):
+    """The checkpoint (on the CPU) to continue from when ``cfg.resume`` is set and one exists, else None; under
+    torchrun rank 0 reads it and hands it to the others, whose machines may not hold it.
 
     The checkpoint must be a GAN of ``architecture`` trained with the same values of the settings ``fixed`` (a
     ``UserError`` names the first that differs). --epochs may grow: nothing in a GAN's training depends on it.
     """
+    return distributed.from_main(_resume_or_start, checkpoint_path, cfg, architecture, fixed)
+
+
+def _resume_or_start(checkpoint_path, cfg, architecture, fixed):
     if cfg.resume and checkpoint_path.exists():
-        checkpoint = runs.load_checkpoint(checkpoint_path, device, kind="gan")
+        checkpoint = runs.load_checkpoint(checkpoint_path, "cpu", kind="gan")
         if checkpoint["architecture"] != architecture:
             raise cli.UserError(f"{checkpoint_path} holds a {checkpoint['architecture']} GAN, not the "
                                 f"{architecture} GAN this script trains: pass another --out-dir")
@@ -193,16 +198,16 @@ def restore(checkpoint, generator, average, discriminator, optimizer_g, optimize
 
 
 def check_losses(steps, epoch, checkpoint_path):
-    """Stop (``UserError``) when D's or G's loss of the epoch's ``steps`` diverged: before the epoch is saved."""
-    losses = torch.stack(steps)
-    runs.stop_if_diverged({"the discriminator's loss": losses[:, 0], "the generator's loss": losses[:, 1]}, epoch,
+    """Stop (``UserError``) when D's or G's loss of the epoch's ``steps`` (one row per step, D's loss first, then
+    G's) diverged: before the epoch is saved."""
+    runs.stop_if_diverged({"the discriminator's loss": steps[:, 0], "the generator's loss": steps[:, 1]}, epoch,
                           checkpoint_path, "lower --lr-g and --lr-d")
 
 
 def record_steps(history, steps):
     """One epoch's per-step rows (D loss, G loss, mean D(x), mean D(G(z))) into ``history``: every step, and the
     epoch's means."""
-    for key, values in zip(["loss_d", "loss_g", "d_real", "d_fake"], torch.stack(steps).T.tolist()):
+    for key, values in zip(["loss_d", "loss_g", "d_real", "d_fake"], steps.T.tolist()):
         history["step_" + key] += values
         history[key].append(sum(values) / len(values))
 

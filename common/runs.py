@@ -1,7 +1,8 @@
 """What every run shares: the device, seeds, the output folder, atomic files, checkpoints and the progress bar.
 
 Every file a run writes goes to a temporary name first and is renamed into place, so an interrupted run never
-leaves a half-written checkpoint, figure or metrics file behind.
+leaves a half-written checkpoint, figure or metrics file behind. Under torchrun only the main process (rank 0)
+writes: the others skip every write (common/distributed.py).
 """
 import json
 import os
@@ -13,14 +14,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from common import cli
+from common import cli, distributed
 from common.cli import UserError
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 def pick_device(name="auto"):
-    """``auto`` -> cuda, then mps, then cpu, whichever is present first; a named device must be present."""
+    """``auto`` -> cuda, then mps, then cpu, whichever is present first; a named device must be present. Under
+    torchrun the process joins the others here and gets a GPU of its own (``distributed.setup``)."""
     if name not in DEVICES:
         raise UserError(f"--device must be one of {', '.join(DEVICES)}, got {name!r}")
     cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
@@ -32,7 +34,7 @@ def pick_device(name="auto"):
         torch.backends.cuda.matmul.allow_tf32 = True  # TF32 matmuls and convolutions: ~2x faster, ample for these models
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
-    return torch.device(name)
+    return distributed.setup(torch.device(name))
 
 
 def seed_everything(seed):
@@ -43,19 +45,30 @@ def seed_everything(seed):
 
 
 def seed_epoch(seed, epoch):
-    """Reseed at the start of an epoch, so a resumed run draws exactly what an uninterrupted one would."""
-    return seed_everything(seed * 100_003 + epoch)
+    """Reseed at the start of an epoch, so a resumed run draws exactly what an uninterrupted one would; returns the
+    generator of the epoch's data order.
+
+    Under torchrun every process draws the same data order, and its own noise (z, eps, flips) from a seed of its
+    rank, so a run is reproducible for a given seed and number of processes; rank 0 draws what a single process does.
+    """
+    base = seed * 100_003 + epoch
+    seed_everything(base + distributed.rank() * 1_000_003)
+    return torch.Generator().manual_seed(base)
 
 
 def output_folder(script_file, out_dir=None):
     """``--out-dir`` or ``outputs/<script name>``, created if needed."""
     folder = Path(out_dir) if out_dir else Path("outputs") / Path(script_file).stem
-    folder.mkdir(parents=True, exist_ok=True)
+    if distributed.is_main():
+        folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 
 def atomic_write(path, write):
-    """Call ``write(temporary_path)``, then rename the result onto ``path`` (atomic on one filesystem)."""
+    """Call ``write(temporary_path)``, then rename the result onto ``path`` (atomic on one filesystem). Nothing on a
+    process other than the main one under torchrun: every process holds the same result, one writes it."""
+    if not distributed.is_main():
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
@@ -168,8 +181,10 @@ def stop_if_diverged(losses, epoch, checkpoint_path, advice):
 
 
 def progress(batches, epoch, epochs):
-    """A tqdm bar over one epoch's batches (hidden when stderr is not a terminal, as in CI logs)."""
-    return tqdm(batches, desc=f"epoch {epoch}/{epochs}", leave=False, disable=None, dynamic_ncols=True)
+    """A tqdm bar over one epoch's batches (hidden when stderr is not a terminal, as in CI logs, and on every process
+    but the main one under torchrun)."""
+    return tqdm(batches, desc=f"epoch {epoch}/{epochs}", leave=False, disable=None if distributed.is_main() else True,
+                dynamic_ncols=True)
 
 
 class Timer:

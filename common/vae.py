@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common import cli, data, runs
+from common import cli, data, distributed, runs
 from common.cli import UserError
 
 # The last 5,000 of MNIST's 60,000 training images are never trained on: vae_anomaly_detection.py calibrates its
@@ -151,10 +151,9 @@ def train_vae(cfg, train_images, test_images, device, checkpoint_path, log=print
     ``UserError`` before its epoch is saved.
     """
     runs.seed_everything(cfg.seed)  # the initial weights are the seed's too
-    checkpoint = None
-    if cfg.resume and checkpoint_path.exists():
-        checkpoint = runs.load_checkpoint(checkpoint_path, device, kind="vae")
-        check_resumable(checkpoint, cfg, train_images, checkpoint_path, log)
+    distributed.check_batch_size(cfg.batch_size)
+    # Under torchrun rank 0 reads the checkpoint and hands it to the others, whose machines may not hold it.
+    checkpoint = distributed.from_main(resume_or_start, cfg, train_images, checkpoint_path, log)
     model = build_vae(checkpoint["model_config"] if checkpoint else model_config(cfg)).to(device)
     # The fused Adam kernel (CPU and CUDA) does the whole update in one pass: ~20% faster steps on a CPU here.
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type in ("cpu", "cuda"))
@@ -165,9 +164,7 @@ def train_vae(cfg, train_images, test_images, device, checkpoint_path, log=print
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         history, first_epoch = checkpoint["history"], checkpoint["epoch"] + 1
-        log(f"resuming from {checkpoint_path} after epoch {checkpoint['epoch']}")
-    elif cfg.resume:
-        log(f"no checkpoint at {checkpoint_path} to resume from: starting from scratch")
+    trained = distributed.wrap(model)  # under torchrun, DDP averages the gradients during backward()
 
     steps_per_epoch = math.ceil(len(train_images) / cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
@@ -175,21 +172,22 @@ def train_vae(cfg, train_images, test_images, device, checkpoint_path, log=print
         generator = runs.seed_epoch(cfg.seed, epoch)
         timer = runs.Timer(device)
         model.train()
-        totals = torch.zeros(2, device=device)  # summed on the device: no GPU sync per step
-        batches = runs.progress(data.shuffled_batches(len(train_images), cfg.batch_size, generator, device),
-                                epoch, cfg.epochs)
+        totals = torch.zeros(3, device=device)  # summed terms and images, on the device: no GPU sync per step
+        batches = runs.progress(distributed.shard(data.shuffled_batches(len(train_images), cfg.batch_size,
+                                                                        generator, device)), epoch, cfg.epochs)
         for step, index in enumerate(batches, start=(epoch - 1) * steps_per_epoch):
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(cfg.lr, step, total_steps // 10, total_steps)
-            reconstruction, kl = negative_elbo(model, data.to_unit_range(train_images[index]))
+            reconstruction, kl = negative_elbo(trained, data.to_unit_range(train_images[index]))
             loss = (reconstruction + kl).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            totals += torch.stack([reconstruction.sum(), kl.sum()]).detach()
+            totals += torch.stack([reconstruction.sum(), kl.sum(), kl.new_full((), len(kl))]).detach()
             if step % 50 == 0:
                 batches.set_postfix(loss=f"{loss.item():.1f}")
-        train_reconstruction, train_kl = (totals / len(train_images)).tolist()
+        totals = distributed.total(totals)  # over every process's images
+        train_reconstruction, train_kl = (totals[:2] / totals[2]).tolist()
         runs.stop_if_diverged({"the training loss (-ELBO)": train_reconstruction + train_kl}, epoch, checkpoint_path,
                               "lower --lr")
         test_loss, test_reconstruction, test_kl = evaluate(model, test_images)
@@ -205,6 +203,18 @@ def train_vae(cfg, train_images, test_images, device, checkpoint_path, log=print
             f"test -ELBO {test_loss:7.2f} (reconstruction {test_reconstruction:6.2f} + KL {test_kl:5.2f})  "
             f"{history['seconds'][-1]:5.1f} s")
     return model, history
+
+
+def resume_or_start(cfg, train_images, checkpoint_path, log=print):
+    """The checkpoint (on the CPU) to continue from when ``cfg.resume`` is set and one exists, else None."""
+    if cfg.resume and checkpoint_path.exists():
+        checkpoint = runs.load_checkpoint(checkpoint_path, "cpu", kind="vae")
+        check_resumable(checkpoint, cfg, train_images, checkpoint_path, log)
+        log(f"resuming from {checkpoint_path} after epoch {checkpoint['epoch']}")
+        return checkpoint
+    if cfg.resume:
+        log(f"no checkpoint at {checkpoint_path} to resume from: starting from scratch")
+    return None
 
 
 def check_resumable(checkpoint, cfg, train_images, checkpoint_path, log=print):
@@ -288,13 +298,15 @@ CHECKPOINT_SETTINGS = {
 
 def load_or_train_vae(checkpoint_path, data_dir, device, seed=0, log=print):
     """The VAE saved at ``checkpoint_path`` (--vae-checkpoint) and its checkpoint, trained there first with the
-    default recipe on the training split if the file is absent."""
+    default recipe on the training split if the file is absent. Under torchrun every process trains and only rank 0
+    gets the VAE: the others get (None, None), their part done."""
     checkpoint_path = Path(checkpoint_path)
-    if not checkpoint_path.exists():
+    if not distributed.from_main(checkpoint_path.exists):
         log(f"no VAE at {checkpoint_path}: training one with vae_mnist.py's defaults first")
         cfg = SimpleNamespace(**cli.defaults(SETTINGS), seed=seed, resume=False)
         train_images = load_training_split(data_dir, device)
         test_images, _ = data.load_mnist(data_dir, train=False, device=device)
-        checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
         train_vae(cfg, train_images, test_images, device, checkpoint_path, log)
+    if not distributed.is_main():
+        return None, None
     return load_vae(checkpoint_path, device, flag="--vae-checkpoint")
