@@ -18,7 +18,11 @@ METRICS = ["frechet_distance", "inception_score", "class_shares", "min_class_sha
 
 
 def small_classifier(data_dir, path):
-    """The MNIST classifier cached at ``path``, trained on 1500 images (seconds; about 93% test accuracy)."""
+    """The MNIST classifier cached at ``path``, trained on 1500 images (seconds; about 87% test accuracy).
+
+    Its initial weights come from the global generator (scripts build it before they seed), which earlier tests in
+    this process have drawn from: seeded here, so its accuracy does not depend on which tests ran before."""
+    torch.manual_seed(0)
     model, accuracy = classifier.mnist_classifier(data_dir, torch.device("cpu"), path, limit=1500)
     assert accuracy > 0.85
     return model
