@@ -18,6 +18,7 @@ adds the standard FID (common/fid.py; optional packages) against the training im
 
     python dcgan_cifar10.py                                  # CPU: about 2 minutes per epoch on 2 cores, 10 epochs
     python dcgan_cifar10.py --device cuda --epochs 100       # GPU: bf16 autocast
+    torchrun --standalone --nproc_per_node 4 dcgan_cifar10.py --device cuda --epochs 100   # 4 GPUs (README)
     python dcgan_cifar10.py --epochs 0 --num-samples 10000   # sample from the best checkpoint, no training
     python dcgan_cifar10.py --dataset folder --data-dir faces/ --image-size 64 --device cuda --epochs 25
 

@@ -10,6 +10,7 @@ classifier (common/classifier.py): Frechet distance, inception score and each di
 
     python gan_mnist.py                                  # CPU: about 4.5 minutes on 2 cores
     python gan_mnist.py --device cuda --epochs 100       # GPU
+    torchrun --standalone --nproc_per_node 4 gan_mnist.py --device cuda --epochs 100   # 4 GPUs (README)
     python gan_mnist.py --epochs 0 --num-samples 10000   # sample from the saved checkpoint, no training
 
 Writes to outputs/gan_mnist/: losses.png, discriminator.png, grids/epoch_NNN.png, progress.png, quality.png,

@@ -5,6 +5,7 @@ over the 784 pixels, plus the KL term), so its test loss compares with that exam
 
     python vae_mnist.py                                  # CPU: about 3 minutes
     python vae_mnist.py --device cuda --epochs 50        # GPU: seconds per epoch
+    torchrun --standalone --nproc_per_node 4 vae_mnist.py --device cuda   # 4 GPUs (README: More than one GPU)
     python vae_mnist.py --epochs 0 --num-samples 1000    # sample from the saved checkpoint, no training
 
 Writes to outputs/vae_mnist/: elbo.png, kl.png, reconstructions.png, samples.png, metrics.json, config.json,
