@@ -21,7 +21,7 @@ import torch
 
 import gan_mnist
 import vae_mnist
-from common import cli, distributed
+from common import cli, distributed, runs
 from tests.conftest import DATA, REPO
 from tests.test_gan_mnist import small_classifier
 
@@ -151,3 +151,17 @@ def test_batches_split_into_equal_parts_one_per_process(monkeypatch):
         assert torch.cat([part[step] for part in parts]).tolist() == batches[step][:len(parts[0][step]) * 3].tolist()
     with pytest.raises(cli.UserError, match="--batch-size 64 does not split evenly over 3 processes"):
         distributed.check_batch_size(64)
+
+
+def test_every_process_draws_the_same_data_order_and_its_own_noise(monkeypatch):
+    draws = []
+    for rank in (0, 1, 0):
+        monkeypatch.setattr(distributed, "rank", lambda: rank)
+        order = runs.seed_epoch(seed=5, epoch=2)
+        draws.append((torch.randperm(100, generator=order), torch.randn(8)))
+    assert torch.equal(draws[0][0], draws[1][0])  # the same permutation, so the same global batches
+    assert not torch.equal(draws[0][1], draws[1][1])  # other z, eps and flips in another process
+    assert torch.equal(draws[0][1], draws[2][1])  # reproducible for the same seed, epoch and rank
+    # Rank 0 (and a single process) seeds both as a single process always did: with seed * 100003 + epoch.
+    monkeypatch.setattr(distributed, "rank", lambda: 0)
+    assert runs.seed_epoch(seed=5, epoch=2).initial_seed() == torch.initial_seed() == 5 * 100_003 + 2
