@@ -14,7 +14,6 @@ import torch
 from PIL import Image
 from torchvision import datasets, io
 from torchvision.transforms.v2 import functional as TF
-from tqdm import tqdm
 
 from common import distributed, runs
 from common.cli import UserError
@@ -199,7 +198,7 @@ def load_image_folder(folder, image_size, device="cpu", limit=0, log=print):
 def _decode_folder(folder, paths, image_size, limit):
     """Decode ``paths`` (until ``limit`` images are readable, when set) into one uint8 tensor; and the skipped names."""
     images, skipped = [], []
-    for path in tqdm(paths, desc=f"decoding {folder}", leave=False, disable=None, dynamic_ncols=True):
+    for path in runs.progress_bar(paths, f"decoding {folder}"):
         try:
             image = _decode(path)
         except Exception:  # the decoders raise RuntimeError, OSError, ValueError and others for damaged files

@@ -180,11 +180,16 @@ def stop_if_diverged(losses, epoch, checkpoint_path, advice):
                             f"stopped without saving it ({kept}); {advice}")
 
 
-def progress(batches, epoch, epochs):
-    """A tqdm bar over one epoch's batches (hidden when stderr is not a terminal, as in CI logs, and on every process
-    but the main one under torchrun)."""
-    return tqdm(batches, desc=f"epoch {epoch}/{epochs}", leave=False, disable=None if distributed.is_main() else True,
+def progress_bar(items, description):
+    """A tqdm bar over ``items`` (hidden when stderr is not a terminal, as in CI logs, and on every process but the
+    main one under torchrun)."""
+    return tqdm(items, desc=description, leave=False, disable=None if distributed.is_main() else True,
                 dynamic_ncols=True)
+
+
+def progress(batches, epoch, epochs):
+    """The bar over one epoch's batches."""
+    return progress_bar(batches, f"epoch {epoch}/{epochs}")
 
 
 class Timer:
