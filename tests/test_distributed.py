@@ -19,6 +19,7 @@ import time
 import pytest
 import torch
 
+import dcgan_cifar10
 import gan_mnist
 import vae_mnist
 from common import cli, distributed, runs
@@ -165,3 +166,15 @@ def test_every_process_draws_the_same_data_order_and_its_own_noise(monkeypatch):
     # Rank 0 (and a single process) seeds both as a single process always did: with seed * 100003 + epoch.
     monkeypatch.setattr(distributed, "rank", lambda: 0)
     assert runs.seed_epoch(seed=5, epoch=2).initial_seed() == torch.initial_seed() == 5 * 100_003 + 2
+
+
+def test_two_processes_keep_one_dcgan_with_batch_norm_and_write_once(data_dir, tmp_path):
+    flags = ["--dataset", "folder", "--data-dir", str(data_dir / "cifar10-jpeg" / "test"), "--limit", "512",
+             "--epochs", "1", "--batch-size", "64", "--base-channels", "8", "--device", "cpu"]
+    run(torchrun(standalone(2), "dcgan_cifar10.py", [*flags, "--out-dir", str(tmp_path / "two")], tmp_path / "report"))
+    main, other = reports(tmp_path / "report")
+    # G's and D's weights and batch-norm statistics (channels-last convolutions), the same in both processes.
+    assert any("running_var" in name for name in main["digests"]) and main["digests"] == other["digests"]
+    assert other["writes"] == []
+    dcgan_cifar10.main([*flags, "--out-dir", str(tmp_path / "one")])
+    assert listing(tmp_path / "two") == listing(tmp_path / "one")
