@@ -141,15 +141,6 @@ def average_buffers(*models):
                 buffer /= world_size()
 
 
-def mean(tensor):
-    """The mean of ``tensor`` over the processes (logged losses); ``tensor`` itself with one process."""
-    if world_size() == 1:
-        return tensor
-    tensor = tensor.clone()
-    dist.all_reduce(tensor)
-    return tensor / world_size()
-
-
 def total(tensor):
     """The sum of ``tensor`` over the processes; ``tensor`` itself with one process."""
     if world_size() == 1:
@@ -157,6 +148,11 @@ def total(tensor):
     tensor = tensor.clone()
     dist.all_reduce(tensor)
     return tensor
+
+
+def mean(tensor):
+    """The mean of ``tensor`` over the processes (logged losses); ``tensor`` itself with one process."""
+    return total(tensor) / world_size() if world_size() > 1 else tensor
 
 
 def from_main(function, *args):
