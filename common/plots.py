@@ -109,6 +109,14 @@ def tile(images, ncols):
     return canvas[0].numpy() if channels == 1 else canvas.permute(1, 2, 0).numpy()
 
 
+def tile_extent(low, high, count, size):
+    """(start, end) of the axis that puts the centres of ``count`` tiles of ``size`` pixels, laid out by ``tile``, at
+    ``count`` evenly spaced values from ``low`` to ``high``: for ``imshow``'s ``extent``, so ticks read true."""
+    per_pixel = (high - low) / (count - 1) / (size + 1)
+    start = low - size / 2 * per_pixel
+    return start, start + (count * (size + 1) - 1) * per_pixel
+
+
 def show_tiles(axes, images, ncols, title=None):
     axes.imshow(tile(images, ncols), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     axes.set_xticks([])
