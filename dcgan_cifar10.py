@@ -229,7 +229,7 @@ def plot_figures(history, generator, real_images, title, real_title, out, device
     generated = gan.generate(generator, count, device, seed=1)
     real = real_images[torch.randperm(len(real_images), generator=torch.Generator().manual_seed(1))[:count]]
     real = data.resize_and_crop(real, generated.shape[-1])
-    figure, (left, right) = plots.plt.subplots(1, 2, figsize=(9, 4.9))
+    figure, (left, right) = plots.plt.subplots(1, 2, figsize=(9, 4.9), layout="constrained")  # title near the grids
     plots.show_tiles(left, data.to_unit_range(real), 8, f"real: {real_title}")
     plots.show_tiles(right, data.to_unit_range(generated), 8, "generated: G(z), z ~ N(0, I)")
     figure.suptitle(title)
