@@ -223,11 +223,13 @@ def load_training_images(cfg, device):
 
 def plot_figures(history, generator, real_images, title, real_title, out, device):
     gan.plot_training(out, history, title, "training images")
-    # The same number of real and generated images, side by side at the same scale.
-    generated = gan.generate(generator, GRID_SIZE, device, seed=1)
-    real = real_images[torch.randperm(len(real_images), generator=torch.Generator().manual_seed(1))[:GRID_SIZE]]
+    # The same number of real and generated images, side by side at the same scale: a small folder may hold fewer
+    # real ones than the grid.
+    count = min(GRID_SIZE, len(real_images))
+    generated = gan.generate(generator, count, device, seed=1)
+    real = real_images[torch.randperm(len(real_images), generator=torch.Generator().manual_seed(1))[:count]]
     real = data.resize_and_crop(real, generated.shape[-1])
-    figure, (left, right) = plots.plt.subplots(1, 2, figsize=(9, 4.9))
+    figure, (left, right) = plots.plt.subplots(1, 2, figsize=(9, 4.9), layout="constrained")  # title near the grids
     plots.show_tiles(left, data.to_unit_range(real), 8, f"real: {real_title}")
     plots.show_tiles(right, data.to_unit_range(generated), 8, "generated: G(z), z ~ N(0, I)")
     figure.suptitle(title)

@@ -176,7 +176,11 @@ def plot_paths(paths, names, out):
             images = pair[method]["images"]
             plots.save_labelled_rows(out / "strips" / f"pair_{number}_{method}.png", [(method, images)],
                                      f"{pair_title(number, pair, names)}, {method}")
-            rows.append((f"{number}: {method}", images))
+            # Each row says what it shows: the pair (pairs may share their classes), the path and, where a classifier
+            # picked the ends, their classes.
+            class0, class1 = pair["classes"]
+            rows.append((f"pair {number}, {method}" + (f": {names[class0]} to {names[class1]}" if names else ""),
+                         images))
     plots.save_labelled_rows(out / "grid.png", rows, "Latent interpolation: left endpoint to right endpoint, "
                                                      "linear (lerp) and spherical (slerp)")
 
@@ -186,7 +190,7 @@ def plot_steps(paths, names, out):
     has_classes = "predicted" in paths[0]["lerp"]
     rows = 3 if has_classes else 1
     figure, all_axes = plt.subplots(rows, len(paths), figsize=(3.6 * len(paths), 2.6 * rows + 0.6), squeeze=False,
-                                    sharex=True)
+                                    sharex=True, layout="constrained")
     for column, (number, pair) in enumerate(zip(range(1, len(paths) + 1), paths)):
         axes = all_axes[:, column]
         for method, marker, offset in zip(METHODS, ("o", "s"), (-0.1, 0.1)):
@@ -206,9 +210,10 @@ def plot_steps(paths, names, out):
             axes[2].set_yticklabels(names if column == 0 else [])
         axes[-1].set_xlabel("image along the path")
         for panel in axes:
-            panel.grid(alpha=0.3)
+            plots.style_axes(panel, epochs_from=None)
             panel.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axes[0].legend()
+    # One legend for all panels, below them: inside, it would cover some panel's curves.
+    figure.legend(*all_axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncols=2)
     figure.suptitle("How far each image moves from the one before it (pixels in [0, 1], L2; classifier features, L2)")
     plots.save_figure(figure, out / "steps.png")
 
@@ -223,7 +228,7 @@ def plot_norms(paths, out, latent_dim):
     axes.axhline(np.sqrt(latent_dim), color="grey", linestyle=":", label="sqrt(latent size)")
     axes.set(xlabel="t (position along the path)", ylabel="|z|",
              title="Latent norm along each path: lerp dips, slerp stays on the shell")
-    axes.grid(alpha=0.3)
+    plots.style_axes(axes, epochs_from=None)
     axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     plots.save_figure(figure, out / "norms.png")
 

@@ -86,18 +86,51 @@ def separation(points, labels, subset, seed):
 
 def scatter(axes, points, labels, title):
     """Points coloured by digit, small and translucent so 10,000 of them stay readable; each digit's label at its
-    cluster's centre (the median, which an outlying few do not drag away)."""
+    cluster's centre (the median, which an outlying few do not drag away), moved apart from labels it would cover."""
     colours = plt.get_cmap("tab10")
+    texts, centres = [], []
     for digit in range(10):
         members = points[labels == digit]
         axes.scatter(members[:, 0], members[:, 1], s=2, alpha=0.5, color=colours(digit), label=str(digit),
                      linewidths=0, rasterized=True)
         if len(members):
-            x, y = np.median(members, axis=0)
-            axes.text(x, y, str(digit), fontsize=14, fontweight="bold", ha="center", va="center",
-                      color=colours(digit), path_effects=[patheffects.withStroke(linewidth=3, foreground="white")])
+            centres.append(np.median(members, axis=0))
+            texts.append(axes.text(*centres[-1], str(digit), fontsize=14, fontweight="bold", ha="center",
+                                   va="center", color=colours(digit),
+                                   path_effects=[patheffects.withStroke(linewidth=3, foreground="white")]))
+    separate_labels(axes, texts, np.array(centres))
     axes.set_title(title)
     axes.legend(title="digit", markerscale=5, loc="center left", bbox_to_anchor=(1, 0.5), frameon=False)
+
+
+def separate_labels(axes, texts, centres, margin=2, rounds=100):
+    """Push apart the centred ``texts`` whose boxes overlap (clusters whose centres lie close, as in a PCA map), pair
+    by pair along the direction in which they overlap least, until none do; a label moved off its cluster's centre
+    gets a thin line back to it. Works in pixels, so it needs the axes' final size and limits."""
+    axes.figure.canvas.draw()
+    boxes = [text.get_window_extent() for text in texts]
+    sizes = np.array([(box.width, box.height) for box in boxes])
+    start = axes.transData.transform(centres)
+    positions = start.copy()
+    for _ in range(rounds):
+        moved = False
+        for i in range(len(texts)):
+            for j in range(i + 1, len(texts)):
+                overlap = (sizes[i] + sizes[j]) / 2 + margin - np.abs(positions[i] - positions[j])
+                if (overlap > 0).all():
+                    way = np.argmin(overlap)
+                    sign = 1.0 if positions[i, way] >= positions[j, way] else -1.0
+                    positions[i, way] += sign * overlap[way] / 2
+                    positions[j, way] -= sign * overlap[way] / 2
+                    moved = True
+        if not moved:
+            break
+    to_data = axes.transData.inverted()
+    for text, centre, position, before, size in zip(texts, centres, positions, start, sizes):
+        text.set_position(to_data.transform(position))
+        if (np.abs(position - before) > size / 2).any():  # the label no longer covers its centre
+            axes.plot(*zip(centre, to_data.transform(position)), color=text.get_color(), linewidth=0.8,
+                      scalex=False, scaley=False)
 
 
 def plot_maps(out, embedding, pca, latents, labels, metrics):
@@ -122,19 +155,26 @@ def plot_maps(out, embedding, pca, latents, labels, metrics):
 @torch.no_grad()
 def plot_latent_plane(out, model, latents, labels, device, steps=20):
     """For a 2-D latent: the raw posterior means, and the decoder's images across the plane (Kingma & Welling 2014,
-    fig. 4), at evenly spaced quantiles of the N(0, 1) prior so the grid covers where the prior puts its mass."""
+    fig. 4) on an evenly spaced grid over the part of the plane the means fill: from their 0.5th to 99.5th percentile
+    in each coordinate, so that a few outlying digits do not spread the grid thin."""
     figure, axes = plt.subplots(figsize=(8, 7))
     scatter(axes, latents, labels, "The VAE's 2-D latent space: posterior means of MNIST test digits")
     axes.set(xlabel="z1", ylabel="z2")
     plots.save_figure(figure, out / "latent_2d.png")
 
-    quantiles = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(0.03, 0.97, steps))
-    z2, z1 = torch.meshgrid(quantiles.flip(0), quantiles, indexing="ij")  # rows top to bottom: z2 high to low
-    images = torch.sigmoid(model.decode(torch.stack([z1.flatten(), z2.flatten()], 1).to(device)))
+    (low1, low2), (high1, high2) = np.percentile(latents, [0.5, 99.5], axis=0)
+    z1 = torch.linspace(float(low1), float(high1), steps)
+    z2 = torch.linspace(float(high2), float(low2), steps)  # rows top to bottom: z2 high to low
+    grid2, grid1 = torch.meshgrid(z2, z1, indexing="ij")
+    images = torch.sigmoid(model.decode(torch.stack([grid1.flatten(), grid2.flatten()], 1).to(device)))
     figure, axes = plt.subplots(figsize=(8, 8))
-    axes.imshow(plots.tile(images, steps), cmap="gray", vmin=0, vmax=1,
-                extent=(quantiles[0], quantiles[-1], quantiles[0], quantiles[-1]))
-    axes.set(xlabel="z1", ylabel="z2", title="Decoded images across the 2-D latent plane (prior quantiles 3% to 97%)")
+    size = images.shape[-1]
+    # Each tile's centre sits at the z it was decoded from; the box is square, so are the tiles.
+    axes.imshow(plots.tile(images, steps), cmap="gray", vmin=0, vmax=1, aspect="auto",
+                extent=(*plots.tile_extent(low1, high1, steps, size), *plots.tile_extent(low2, high2, steps, size)))
+    axes.set_box_aspect(1)
+    axes.set(xlabel="z1", ylabel="z2", title=f"Decoded images across the 2-D latent plane, {steps} x {steps} z\n"
+                                             f"(the middle 99% of the test digits' posterior means in each of z1, z2)")
     plots.save_figure(figure, out / "latent_manifold.png")
 
 

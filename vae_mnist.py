@@ -11,6 +11,7 @@ over the 784 pixels, plus the KL term), so its test loss compares with that exam
 Writes to outputs/vae_mnist/: elbo.png, kl.png, reconstructions.png, samples.png, metrics.json, config.json,
 checkpoint.pt and, with --num-samples, samples.npz.
 """
+import numpy as np
 import torch
 
 from common import cli, data, distributed, plots, runs, vae
@@ -23,16 +24,15 @@ SETTINGS = {
 
 
 def plot_curves(history, out):
-    epochs = range(1, len(history["test_loss"]) + 1)
-    # The first epoch's training loss, averaged over a model that starts from noise, would flatten the rest.
-    top = max(history["test_loss"] + history["train_loss"][1:]) + 2
-    plots.plot_curves(out / "elbo.png", {"train": (epochs, history["train_loss"]),
-                                         "test": (epochs, history["test_loss"])},
-                      "epoch", "negative ELBO (nats per image)", "VAE on MNIST: loss = -ELBO",
-                      ylim=(min(history["test_loss"] + history["train_loss"]) - 2, top))
-    plots.plot_curves(out / "kl.png", {"train": (epochs, history["train_kl"]),
-                                       "test": (epochs, history["test_kl"])},
-                      "epoch", "KL(q(z|x) || p(z)) (nats per image)", "VAE on MNIST: KL term")
+    # A training number is the mean over an epoch's batches, while the model improves: it belongs to the middle of
+    # the epoch, the test number (measured after it) to its end. The first epoch's, averaged over a model that starts
+    # from noise, would flatten the rest: the second panel leaves it out.
+    test_epochs = np.arange(1, len(history["test_loss"]) + 1)
+    for name, key, ylabel, title in [("elbo.png", "loss", "negative ELBO (nats per image)", "loss = -ELBO"),
+                                     ("kl.png", "kl", "KL(q(z|x) || p(z)) (nats per image)", "KL term")]:
+        plots.plot_curves(out / name, {"train (mean over the epoch)": (test_epochs - 0.5, history[f"train_{key}"]),
+                                       "test (after the epoch)": (test_epochs, history[f"test_{key}"])},
+                          "epoch", ylabel, f"VAE on MNIST: {title}", zoom_after=1)
 
 
 @torch.no_grad()

@@ -11,7 +11,6 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
-from matplotlib.ticker import MaxNLocator
 from torch import nn
 
 from common import cli, data, distributed, fid, plots, runs
@@ -299,30 +298,51 @@ def smooth(values, window):
     return np.convolve(values, kernel, mode="same") / np.convolve(np.ones(len(values)), kernel, mode="same")
 
 
+def plot_iterations(axes, history, curves):
+    """Per-iteration ``curves`` (history key, label, colour) against the epoch, each iteration faint and a moving mean
+    over about a fifth of an epoch solid; with too few iterations per epoch to average, each iteration alone, solid.
+    Returns the window of the mean (1: none)."""
+    epochs = len(history["loss_g"])
+    steps_per_epoch = len(history[curves[0][0]]) / epochs
+    window = max(1, round(steps_per_epoch / 5))
+    for key, label, color in curves:
+        x = np.arange(1, len(history[key]) + 1) / steps_per_epoch
+        if window > 1:
+            axes.plot(x, history[key], color=color, alpha=0.15, linewidth=0.5)
+        plots.plot_line(axes, x, smooth(history[key], window), color=color, label=label)
+    axes.set_xlabel("epoch")
+    return window
+
+
+def iterations_title(window):
+    return "per iteration" + (f" (faint: each; solid: mean of {window})" if window > 1 else "")
+
+
 def plot_losses(path, history, title):
     """G and D loss per iteration (faint: raw, solid: smoothed) beside their means per epoch.
 
     Reads ``history["step_loss_g"]``, ``["step_loss_d"]`` (one value per iteration) and ``["loss_g"]``,
     ``["loss_d"]`` (one per epoch).
     """
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    steps_per_epoch = len(history["step_loss_g"]) / max(1, len(history["loss_g"]))
-    window = max(1, round(steps_per_epoch / 5))
-    for key, label, color in [("step_loss_d", "discriminator", "C0"), ("step_loss_g", "generator", "C1")]:
-        x = np.arange(1, len(history[key]) + 1) / steps_per_epoch
-        left.plot(x, history[key], color=color, alpha=0.15, linewidth=0.5)
-        left.plot(x, smooth(history[key], window), color=color, label=f"{label} (mean of {window} iterations)")
-    # The first iterations' spikes would squash the rest: the axis ends at the 99.5th percentile of the raw losses.
-    top = np.percentile(history["step_loss_d"] + history["step_loss_g"], 99.5)
-    left.set(xlabel="epoch", ylabel="loss", title="per iteration", ylim=(0, 1.1 * top))
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    curves = [("step_loss_d", "discriminator", "C0"), ("step_loss_g", "generator", "C1")]
+    window = plot_iterations(left, history, curves)
+    # The first iterations' spikes would squash the rest: the axis holds the smoothed curves and the raw losses'
+    # 0.5th to 99.5th percentiles, and 0 (a hinge loss of G falls below it).
+    raw = np.concatenate([history[key] for key, _, _ in curves])
+    solid = np.concatenate([smooth(history[key], window) for key, _, _ in curves])
+    low = min(0, np.percentile(raw, 0.5), solid.min())
+    high = max(np.percentile(raw, 99.5), solid.max())
+    pad = 0.05 * (high - low)
+    left.set(ylabel="loss", title=iterations_title(window), ylim=(low - pad if low < 0 else 0, high + pad))
     epochs = np.arange(1, len(history["loss_g"]) + 1)
-    right.plot(epochs, history["loss_d"], "o-", color="C0", markersize=3, label="discriminator")
-    right.plot(epochs, history["loss_g"], "o-", color="C1", markersize=3, label="generator")
+    plots.plot_line(right, epochs, history["loss_d"], color="C0", label="discriminator")
+    plots.plot_line(right, epochs, history["loss_g"], color="C1", label="generator")
     right.set(xlabel="epoch", ylabel="mean loss over the epoch", title="per epoch")
-    right.xaxis.set_major_locator(MaxNLocator(integer=True))  # a short run would otherwise get ticks at 1.25, 1.5, ...
     for axes in (left, right):
-        axes.grid(alpha=0.3)
-        axes.legend()
+        plots.style_axes(axes)
+    # One legend for both panels, below them: inside, it would cover the iterations' curves.
+    figure.legend(*right.get_legend_handles_labels(), loc="outside lower center", ncols=2)
     figure.suptitle(title)
     plots.save_figure(figure, path)
 
@@ -330,19 +350,14 @@ def plot_losses(path, history, title):
 def plot_discriminator_outputs(path, history, title):
     """Mean D(x) on real and D(G(z)) on generated batches, per iteration (smoothed), from
     ``history["step_d_real"]`` and ``["step_d_fake"]``; at the game's equilibrium both sit at 1/2."""
-    figure, axes = plt.subplots(figsize=(6.5, 4))
-    steps_per_epoch = len(history["step_d_real"]) / max(1, len(history["loss_g"]))
-    window = max(1, round(steps_per_epoch / 5))
-    for key, label, color in [("step_d_real", "D(x), real images", "C2"), ("step_d_fake", "D(G(z)), generated",
-                                                                             "C3")]:
-        x = np.arange(1, len(history[key]) + 1) / steps_per_epoch
-        axes.plot(x, history[key], color=color, alpha=0.15, linewidth=0.5)
-        axes.plot(x, smooth(history[key], window), color=color, label=label)
-    axes.axhline(0.5, color="grey", linestyle=":", linewidth=1)
-    axes.set(xlabel="epoch", ylabel="mean discriminator output", ylim=(0, 1),
-             title=f"{title}\n(faint: each iteration; solid: mean of {window})")
-    axes.grid(alpha=0.3)
-    axes.legend()
+    figure, axes = plt.subplots(figsize=(6.5, 4), layout="constrained")
+    window = plot_iterations(axes, history, [("step_d_real", "D(x), real images", "C2"),
+                                             ("step_d_fake", "D(G(z)), generated", "C3")])
+    axes.axhline(0.5, color="grey", linestyle=":", linewidth=1, label="equilibrium")
+    # A little beyond [0, 1]: a discriminator that wins outright puts its curves on 0 and 1, which must still show.
+    axes.set(ylabel="mean discriminator output", ylim=(-0.03, 1.03), title=f"{title}\n{iterations_title(window)}")
+    plots.style_axes(axes)
+    figure.legend(loc="outside lower center", ncols=3)  # below the axes: inside, it would cover the curves
     plots.save_figure(figure, path)
 
 
@@ -375,20 +390,20 @@ def plot_quality(path, history, title, reference):
     ``["frechet_distance"]``, ``["inception_score"]`` and ``["min_class_share"]``; ``reference`` names the real
     images the distance was measured against."""
     epochs = history["quality_epoch"]
-    figure, (fd, score, share) = plt.subplots(1, 3, figsize=(13, 3.8))
-    fd.plot(epochs, history["frechet_distance"], "o-", markersize=3)
+    figure, (fd, score, share) = plt.subplots(1, 3, figsize=(13, 3.8), layout="constrained")
+    plots.plot_line(fd, epochs, history["frechet_distance"])
     fd.set(ylabel="Frechet distance (lower is better)", yscale="log")
-    score.plot(epochs, history["inception_score"], "o-", markersize=3, color="C1")
+    plots.plot_line(score, epochs, history["inception_score"], color="C1")
     score.set(ylabel="inception score (higher is better)")
     classes = len(history["class_shares"][-1]) if history.get("class_shares") else 10
-    share.plot(epochs, np.array(history["min_class_share"]) * 100, "o-", markersize=3, color="C2",
-               label="rarest class")
-    share.axhline(100 / classes, color="grey", linestyle=":", label="balanced")
-    share.set(ylabel="share of generated images (%)", ylim=(0, None))
-    share.legend()
+    balanced = 100 / classes
+    plots.plot_line(share, epochs, np.array(history["min_class_share"]) * 100, color="C2", label="rarest class")
+    share.axhline(balanced, color="grey", linestyle=":", label="balanced")
+    # The rarest share lies between 0 (a class never drawn) and the balanced one; a margin keeps both ends visible.
+    share.set(ylabel="share of generated images (%)", ylim=(-0.05 * balanced, 1.05 * balanced))
     for axes in (fd, score, share):
         axes.set(xlabel="epoch")
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axes.grid(alpha=0.3)
+        plots.style_axes(axes)
+    share.legend()
     figure.suptitle(f"{title}: generated images against {reference}, in a classifier's eyes")
     plots.save_figure(figure, path)
