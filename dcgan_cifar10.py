@@ -58,8 +58,10 @@ SETTINGS = {
     "ema_decay": (0.999, "sample from an exponential moving average of G's weights with this decay (0: off)", "[0, 1)"),
     "quality_every": (1, "measure sample quality every N epochs (and always after the last)", "[1, inf)"),
     "quality_samples": (5000, "generated images per quality measurement during training, against as many held-out "
-                               "training images", "[2, 5000]"),
-    "final_samples": (10000, "generated and real test images for the final numbers in metrics.json", "[2, 10000]"),
+                               "training images (more than the classifier's features, so that their covariance is "
+                               "not singular)", f"[{classifier.MIN_IMAGES}, 5000]"),
+    "final_samples": (10000, "generated and real test images for the final numbers in metrics.json",
+                      f"[{classifier.MIN_IMAGES}, 10000]"),
     "sample_from": ("best", "generator of the final figures, metrics and samples: best (lowest tracked Frechet "
                             "distance, best.pt) or last (checkpoint.pt); a folder has no best.pt", ("best", "last")),
     **fid.SETTINGS,

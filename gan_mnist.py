@@ -39,9 +39,11 @@ SETTINGS = {
     "minibatch_std": (True, "give D the batch's feature spread as one more input (Karras et al. 2018)"),
     "ema_decay": (0.999, "sample from an exponential moving average of G's weights with this decay (0: off)", "[0, 1)"),
     "quality_every": (1, "measure sample quality every N epochs and after the last (0: after the last only)"),
-    "quality_samples": (5000, "generated images per quality measurement during training", "[2, inf)"),
+    "quality_samples": (5000, "generated images per quality measurement during training (more than the classifier's "
+                               "features, so that their covariance is not singular)",
+                        f"[{classifier.MIN_IMAGES}, inf)"),
     "eval_images": (10000, "generated and real test images behind the final quality numbers (10k, as for FID)",
-                    "[2, 10000]"),
+                    f"[{classifier.MIN_IMAGES}, 10000]"),
 }
 
 # The settings a run must keep to be continued with --resume: they shape the networks, the data order or the

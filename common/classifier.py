@@ -12,8 +12,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common import data, metrics, runs
+from common import cli, data, metrics, runs
 from common.cli import UserError
+
+FEATURES = 128  # the width of the classifiers' hidden layer: the features a Frechet distance compares
+# The fewest images on each side of a Frechet distance: with N images the covariance of FEATURES features has rank at
+# most N - 1, singular below FEATURES + 1, and the distance then says more about N than about the images.
+MIN_IMAGES = FEATURES + 1
 
 MNIST_CACHE = "outputs/classifiers/mnist.pt"
 
@@ -30,7 +35,7 @@ class SmallCNN(nn.Module):
     ``features`` (N x hidden) feed the Frechet distance, ``forward`` gives class logits. Inputs are images in [0, 1].
     """
 
-    def __init__(self, in_channels=1, image_size=28, channels=32, hidden=128, num_classes=10):
+    def __init__(self, in_channels=1, image_size=28, channels=32, hidden=FEATURES, num_classes=10):
         super().__init__()
         self.config = dict(in_channels=in_channels, image_size=image_size, channels=channels, hidden=hidden,
                            num_classes=num_classes)
@@ -159,7 +164,7 @@ def cifar10_classifier(data_dir, device, path=CIFAR10_CACHE, limit=0, log=print)
     Its features need not be those of a strong classifier, only the same in every run: the distances compare between
     runs. Three epochs without augmentation (wider layers or more epochs cost minutes for a few points of accuracy).
     """
-    model = SmallCNN(in_channels=3, image_size=32, channels=32, hidden=128).to(device)
+    model = SmallCNN(in_channels=3, image_size=32, channels=32, hidden=FEATURES).to(device)
     train = data.load_cifar10(data_dir, train=True, device=device, limit=limit, log=log)
     test = data.load_cifar10(data_dir, train=False, device=device, log=log)
     return load_or_train(model, train, test, path, epochs=3, log=log)
