@@ -163,14 +163,14 @@ def main(argv=None):
         raise cli.UserError(f"--perplexity {cfg.perplexity} needs more than {3 * cfg.perplexity:.0f} points; "
                             f"raise --num-points (now {cfg.num_points}) or lower --perplexity")
     device = runs.pick_device(cfg.device)
-    out = runs.output_folder(__file__, cfg.out_dir)
-    runs.write_json(out / "config.json", vars(cfg))
+    out = runs.open_run(__file__, cfg, device)
     generator = runs.seed_everything(cfg.seed)
 
     model, _ = vae.load_or_train_vae(cfg.vae_checkpoint, cfg.data_dir, device, cfg.seed)
     if not distributed.is_main():
         return None  # under torchrun: the other processes' part was training the VAE, if it was absent
     images, labels = data.load_mnist(cfg.data_dir, train=False, device=device)
+    runs.start_record()
     indices = torch.randperm(len(images), generator=generator)[:cfg.num_points].sort().values.numpy()
     latents = encode(model, images[indices])
     labels = labels.cpu().numpy()[indices]

@@ -86,7 +86,17 @@ def load_or_train(model, train, test, path, epochs=3, batch_size=128, lr=2e-3, s
             f"(trained on {cached['train_examples']} images)")
         return model.eval(), cached["test_accuracy"]
 
-    log(f"no classifier at {path}: training one on {len(train[0])} images ({epochs} epochs)")
+    runs.check_writable_file(path, "--classifier")
+    with cli.step_without_saving(f"training the classifier for {path}, which is written only once trained"):
+        log(f"no classifier at {path}: training one on {len(train[0])} images ({epochs} epochs)")
+        test_accuracy = _train(model, train, test, path, epochs, batch_size, lr, seed)
+    log(f"classifier test accuracy {test_accuracy:.4f}, cached at {path}")
+    return model.eval(), test_accuracy
+
+
+def _train(model, train, test, path, epochs, batch_size, lr, seed):
+    """Train ``model`` (load_or_train's recipe), write it to ``path``; returns its test accuracy."""
+    device = next(model.parameters()).device
     runs.seed_everything(seed)
     images, labels = train
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -104,8 +114,7 @@ def load_or_train(model, train, test, path, epochs=3, batch_size=128, lr=2e-3, s
     test_accuracy = accuracy(model, *test)
     runs.save_checkpoint(path, "classifier", model=model.state_dict(), model_config=model.config,
                          test_accuracy=test_accuracy, train_examples=len(images), epochs=epochs)
-    log(f"classifier test accuracy {test_accuracy:.4f}, cached at {path}")
-    return model.eval(), test_accuracy
+    return test_accuracy
 
 
 def mnist_classifier(data_dir, device, path=MNIST_CACHE, limit=0, log=print):
