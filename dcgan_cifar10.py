@@ -58,8 +58,10 @@ SETTINGS = {
     "ema_decay": (0.999, "sample from an exponential moving average of G's weights with this decay (0: off)", "[0, 1)"),
     "quality_every": (1, "measure sample quality every N epochs (and always after the last)", "[1, inf)"),
     "quality_samples": (5000, "generated images per quality measurement during training, against as many held-out "
-                               "training images", "[2, 5000]"),
-    "final_samples": (10000, "generated and real test images for the final numbers in metrics.json", "[2, 10000]"),
+                               "training images (more than the classifier's features, so that their covariance is "
+                               "not singular)", f"[{classifier.MIN_IMAGES}, 5000]"),
+    "final_samples": (10000, "generated and real test images for the final numbers in metrics.json",
+                      f"[{classifier.MIN_IMAGES}, 10000]"),
     "sample_from": ("best", "generator of the final figures, metrics and samples: best (lowest tracked Frechet "
                             "distance, best.pt) or last (checkpoint.pt); a folder has no best.pt", ("best", "last")),
     **fid.SETTINGS,
@@ -246,10 +248,14 @@ def main(argv=None):
     device = runs.pick_device(cfg.device)
     # Loaded first: a missing package or missing weights stops the run now, not after hours of training.
     fid_metric = fid.load_metric(device) if cfg.fid == "inception" else None
-    out = runs.output_folder(__file__, cfg.out_dir)
-    runs.write_json(out / "config.json", vars(cfg))
+    out = runs.open_run(__file__, cfg, device, checkpoint="checkpoint.pt",
+                        sample_shape=(3, cfg.image_size, cfg.image_size))
     train_images, skipped = load_training_images(cfg, device)
     judged = cfg.dataset == "cifar10"  # a classifier of CIFAR-10's classes means nothing on a folder of other images
+    if judged and cfg.epochs and len(train_images) < classifier.MIN_IMAGES:
+        raise cli.UserError(f"--limit {cfg.limit} leaves fewer training images than the {classifier.MIN_IMAGES} the "
+                            f"tracked Frechet distance compares generated images with: pass --limit "
+                            f"{classifier.MIN_IMAGES} or more")
     # Rank 0 alone judges the samples, during training too: under torchrun the other processes only train.
     if judged and distributed.is_main():
         test_images, _ = data.load_cifar10(cfg.data_dir, train=False, device=device)
@@ -275,10 +281,15 @@ def main(argv=None):
         return None
     last = runs.load_checkpoint(out / "checkpoint.pt", device, kind="gan")
     if not cfg.epochs:  # the figures, numbers and FID compare G with the data it was trained on
+        if last["architecture"] != "dcgan":
+            raise cli.UserError(f"{out / 'checkpoint.pt'} holds a {last['architecture']} GAN, not the DCGAN of "
+                                f"dcgan_cifar10.py: sample it with the script that trained it, or pass another "
+                                f"--out-dir")
         runs.check_resumable(last, cfg, data_settings(cfg), out / "checkpoint.pt")
     history = last["history"]
     best = judged and cfg.sample_from == "best"
     generator, checkpoint = gan.load_generator(out / ("best.pt" if best else "checkpoint.pt"), device)
+    runs.start_record()
 
     size = f" at {cfg.image_size} x {cfg.image_size}" if cfg.image_size != 32 else ""
     if judged:
@@ -305,7 +316,8 @@ def main(argv=None):
     gan.print_metrics(metrics, data.CIFAR10_CLASSES)
 
     if cfg.num_samples:
-        runs.write_samples(out / "samples.npz", gan.generate(generator, cfg.num_samples, device, seed=cfg.seed + 1))
+        runs.write_samples(out / "samples.npz", gan.generate_batches(generator, cfg.num_samples, device,
+                                                                     seed=cfg.seed + 1), cfg.num_samples)
     print(f"wrote {out}/")
     return metrics
 

@@ -27,7 +27,8 @@ SETTINGS = {
     **classifier.MNIST_SETTINGS,
     **fid.SETTINGS,
     "epochs": (11, "passes over the 60k training images"),
-    "batch_size": (64, "real images per step (and as many generated ones)", "[1, inf)"),
+    "batch_size": (64, "real images per step (and as many generated ones); G's batch norm needs 2 or more per process",
+                   "[2, inf)"),
     "latent_dim": (64, "size of z", "[1, inf)"),
     "g_width": (256, "generator hidden layers: g_width, 2 g_width, 4 g_width units", "[1, inf)"),
     "d_width": (512, "discriminator hidden layers: d_width, d_width / 2 units", "[2, inf)"),
@@ -39,9 +40,11 @@ SETTINGS = {
     "minibatch_std": (True, "give D the batch's feature spread as one more input (Karras et al. 2018)"),
     "ema_decay": (0.999, "sample from an exponential moving average of G's weights with this decay (0: off)", "[0, 1)"),
     "quality_every": (1, "measure sample quality every N epochs and after the last (0: after the last only)"),
-    "quality_samples": (5000, "generated images per quality measurement during training", "[2, inf)"),
+    "quality_samples": (5000, "generated images per quality measurement during training (more than the classifier's "
+                               "features, so that their covariance is not singular)",
+                        f"[{classifier.MIN_IMAGES}, inf)"),
     "eval_images": (10000, "generated and real test images behind the final quality numbers (10k, as for FID)",
-                    "[2, 10000]"),
+                    f"[{classifier.MIN_IMAGES}, 10000]"),
 }
 
 # The settings a run must keep to be continued with --resume: they shape the networks, the data order or the
@@ -151,13 +154,21 @@ def judged_quality(cfg, device):
 def main(argv=None):
     cfg = cli.parse(SETTINGS, __doc__, argv)
     device = runs.pick_device(cfg.device)
+    if cfg.epochs:  # batch norm in G normalises over each process's share of a batch: a share of 1 has no spread
+        distributed.check_batch_size(cfg.batch_size, per_process=2)
+        if 0 < cfg.limit < 2 * distributed.world_size():
+            raise cli.UserError(f"--limit {cfg.limit} leaves fewer than 2 training images per process, and batch "
+                                f"norm in G needs at least 2 in a batch: pass --limit {2 * distributed.world_size()} "
+                                f"or more")
     # Loaded first: a missing package or missing weights stops the run now, not after the training.
     fid_metric = fid.load_metric(device) if cfg.fid == "inception" else None
-    out = runs.output_folder(__file__, cfg.out_dir)
+    out = runs.open_run(__file__, cfg, device, checkpoint="checkpoint.pt", sample_shape=(1, 28, 28))
     checkpoint_path = out / "checkpoint.pt"
-    runs.write_json(out / "config.json", vars(cfg))
     if cfg.epochs == 0:
         generator, checkpoint = gan.load_generator(checkpoint_path, device)
+        if checkpoint["architecture"] != "mlp":
+            raise cli.UserError(f"{checkpoint_path} holds a {checkpoint['architecture']} GAN, not the mlp GAN of "
+                                f"gan_mnist.py: sample it with the script that trained it, or pass another --out-dir")
         history = checkpoint["history"]
     # Rank 0 alone judges the samples, during training too: under torchrun the other processes only train.
     quality, judge_accuracy = judged_quality(cfg, device) if distributed.is_main() else (None, None)
@@ -167,6 +178,7 @@ def main(argv=None):
         generator, history = train(cfg, train_images, device, checkpoint_path, quality)
     if not distributed.is_main():
         return None
+    runs.start_record()
 
     plot_figures(history, generator, out, device)
     metrics = gan.final_metrics(quality(generator, cfg.eval_images), history, judge_accuracy)
@@ -176,7 +188,8 @@ def main(argv=None):
     gan.print_metrics(metrics, range(10))
 
     if cfg.num_samples:
-        runs.write_samples(out / "samples.npz", gan.generate(generator, cfg.num_samples, device, seed=cfg.seed + 1))
+        runs.write_samples(out / "samples.npz", gan.generate_batches(generator, cfg.num_samples, device,
+                                                                     seed=cfg.seed + 1), cfg.num_samples)
     print(f"wrote {out}/")
     return metrics
 

@@ -14,6 +14,7 @@ never saw in training, while slerp stays on the shell (White 2016, "Sampling gen
 Writes to outputs/latent_interpolation/: strips/pair_N_{lerp,slerp}.png, grid.png, steps.png, norms.png,
 metrics.json, config.json.
 """
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -81,8 +82,12 @@ def checkpoint_path(cfg, out):
         command = [sys.executable, str(Path(__file__).resolve().parent / "gan_mnist.py"),
                    "--out-dir", str(MNIST_CHECKPOINT.parent), "--device", cfg.device, "--seed", str(cfg.seed),
                    "--classifier", cfg.classifier] + (["--data-dir", cfg.data_dir] if cfg.data_dir else [])
+        # gan_mnist.py says on its line what it kept; a rerun of this script would walk an unfinished GAN.
+        cli.on_interrupt(f"finish the default GAN first with {shlex.join(['python', *command[1:], '--resume'])}, "
+                         f"then rerun this command")
         if subprocess.run(command).returncode != 0:
             raise cli.UserError("training the default GAN with gan_mnist.py failed (its error is above)")
+        cli.on_interrupt("rerun the same command to start again")
     return MNIST_CHECKPOINT
 
 
@@ -260,11 +265,10 @@ def main(argv=None):
         raise cli.UserError("latent_interpolation.py trains nothing and gains nothing from torchrun: run it as "
                             "python latent_interpolation.py")
     device = runs.pick_device(cfg.device)
-    out = runs.output_folder(__file__, cfg.out_dir)
-    runs.write_json(out / "config.json", vars(cfg))
     if cfg.steps < 2 or cfg.pairs < 1 or cfg.pool < 2 * cfg.pairs:
         raise cli.UserError(f"--steps must be >= 2, --pairs >= 1 and --pool >= 2 * pairs, got {cfg.steps}, "
                             f"{cfg.pairs} and {cfg.pool}")
+    out = runs.open_run(__file__, cfg, device)
     path = checkpoint_path(cfg, out)
     generator, checkpoint = gan.load_generator(path, device, flag="--checkpoint")
     judge, names = load_judge(cfg, checkpoint, device)
@@ -272,6 +276,7 @@ def main(argv=None):
         raise cli.UserError("--classes needs a classifier for this dataset; drop --classes")
 
     endpoints = pick_endpoints(generator, judge, cfg, device, len(names) if names else 0)
+    runs.start_record()
     paths = walk(generator, judge, endpoints, cfg.steps, device)
     plot_paths(paths, names, out)
     plot_steps(paths, names, out)

@@ -23,16 +23,20 @@ from matplotlib import patheffects
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE, trustworthiness
 from sklearn.metrics import silhouette_score
-from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 
 from common import cli, data, distributed, plots, runs, vae
+
+NEIGHBOURS = 10            # k of the k-NN accuracy and of trustworthiness
+# Trustworthiness compares each point's k nearest neighbours and needs more than 2k points.
+MIN_POINTS = 2 * NEIGHBOURS + 1
 
 SETTINGS = {
     **cli.BASE_SETTINGS,
     **vae.CHECKPOINT_SETTINGS,
     "num_points": (10_000, "MNIST test images to encode and embed (a seeded random subset when fewer than 10,000)",
-                   "[20, 10000]"),
+                   f"[{MIN_POINTS}, 10000]"),
     "perplexity": (30.0, "t-SNE's effective number of neighbours per point (5-50 is usual)", "(0, inf)"),
     "tsne_iterations": (500, "t-SNE gradient steps, the first 250 with early exaggeration; 500 match 1000 in "
                              "10-NN accuracy and trustworthiness here at half the time (BENCHMARKS.md)", "[300, inf)"),
@@ -40,9 +44,9 @@ SETTINGS = {
                              "installed (pip install openTSNE; 1.7x faster here), else scikit-learn's Barnes-Hut",
                      ("auto", "sklearn", "opentsne")),
     "metric_points": (5000, "points used for trustworthiness and silhouette, which need all pairwise distances",
-                      "[20, 10000]"),
+                      f"[{MIN_POINTS}, 10000]"),
 }
-NEIGHBOURS = 10            # k of the k-NN accuracy and of trustworthiness
+FOLDS = 5                  # of the cross-validated k-NN accuracy
 EARLY_EXAGGERATION_STEPS = 250  # scikit-learn's fixed length of the early-exaggeration phase
 
 
@@ -78,8 +82,12 @@ def tsne(latents, backend, perplexity, iterations, seed):
 
 def separation(points, labels, subset, seed):
     """How well ``labels`` separate among ``points``: 5-fold cross-validated 10-NN accuracy over all points, and the
-    silhouette score (needs all pairwise distances) over the ``subset`` of them."""
-    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
+    silhouette score (needs all pairwise distances) over the ``subset`` of them.
+
+    The folds keep each digit's share where every digit has a member for every fold; a few hundred points or fewer
+    may not, and are split into folds at random."""
+    stratified = np.unique(labels, return_counts=True)[1].min() >= FOLDS
+    folds = (StratifiedKFold if stratified else KFold)(n_splits=FOLDS, shuffle=True, random_state=seed)
     accuracy = cross_val_score(KNeighborsClassifier(NEIGHBOURS), points, labels, cv=folds).mean()
     return float(accuracy), float(silhouette_score(points[subset], labels[subset]))
 
@@ -195,14 +203,14 @@ def main(argv=None):
         raise cli.UserError(f"--perplexity {cfg.perplexity} needs more than {3 * cfg.perplexity:.0f} points; "
                             f"raise --num-points (now {cfg.num_points}) or lower --perplexity")
     device = runs.pick_device(cfg.device)
-    out = runs.output_folder(__file__, cfg.out_dir)
-    runs.write_json(out / "config.json", vars(cfg))
+    out = runs.open_run(__file__, cfg, device)
     generator = runs.seed_everything(cfg.seed)
 
     model, _ = vae.load_or_train_vae(cfg.vae_checkpoint, cfg.data_dir, device, cfg.seed)
     if not distributed.is_main():
         return None  # under torchrun: the other processes' part was training the VAE, if it was absent
     images, labels = data.load_mnist(cfg.data_dir, train=False, device=device)
+    runs.start_record()
     indices = torch.randperm(len(images), generator=generator)[:cfg.num_points].sort().values.numpy()
     latents = encode(model, images[indices])
     labels = labels.cpu().numpy()[indices]

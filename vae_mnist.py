@@ -48,12 +48,19 @@ def plot_images(model, test_images, test_labels, out, latent_dim):
     plots.save_grid(out / "samples.png", samples, 10, "New digits: z ~ N(0, I), pixel means of p(x|z)")
 
 
+@torch.no_grad()
+def sample_batches(model, count, device, batch_size=1000):
+    """``count`` new digits, z ~ N(0, I) decoded to pixel means, as uint8 batches (streamed into samples.npz)."""
+    for start in range(0, count, batch_size):
+        z = torch.randn(min(batch_size, count - start), model.config["latent_dim"], device=device)
+        yield data.to_uint8(torch.sigmoid(model.decode(z)))
+
+
 def main(argv=None):
     cfg = cli.parse(SETTINGS, __doc__, argv)
     device = runs.pick_device(cfg.device)
-    out = runs.output_folder(__file__, cfg.out_dir)
+    out = runs.open_run(__file__, cfg, device, checkpoint="checkpoint.pt", sample_shape=(1, 28, 28))
     checkpoint_path = out / "checkpoint.pt"
-    runs.write_json(out / "config.json", vars(cfg))
     test_images, test_labels = data.load_mnist(cfg.data_dir, train=False, device=device)
 
     if cfg.epochs == 0:
@@ -64,6 +71,7 @@ def main(argv=None):
         model, history = vae.train_vae(cfg, train_images, test_images, device, checkpoint_path)
     if not distributed.is_main():
         return None  # under torchrun: the other processes' part was the training, rank 0 evaluates and plots
+    runs.start_record()
     model.eval()
     runs.seed_everything(cfg.seed)
 
@@ -86,10 +94,7 @@ def main(argv=None):
                     for key, value in metrics.items()))
 
     if cfg.num_samples:
-        with torch.no_grad():
-            z = torch.randn(cfg.num_samples, model.config["latent_dim"], device=device)
-            images = torch.cat([torch.sigmoid(model.decode(chunk)) for chunk in z.split(1000)])
-        runs.write_samples(out / "samples.npz", data.to_uint8(images))
+        runs.write_samples(out / "samples.npz", sample_batches(model, cfg.num_samples, device), cfg.num_samples)
     print(f"wrote {out}/")
     return metrics
 

@@ -12,8 +12,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common import data, metrics, runs
+from common import cli, data, metrics, runs
 from common.cli import UserError
+
+FEATURES = 128  # the width of the classifiers' hidden layer: the features a Frechet distance compares
+# The fewest images on each side of a Frechet distance: with N images the covariance of FEATURES features has rank at
+# most N - 1, singular below FEATURES + 1, and the distance then says more about N than about the images.
+MIN_IMAGES = FEATURES + 1
 
 MNIST_CACHE = "outputs/classifiers/mnist.pt"
 
@@ -30,7 +35,7 @@ class SmallCNN(nn.Module):
     ``features`` (N x hidden) feed the Frechet distance, ``forward`` gives class logits. Inputs are images in [0, 1].
     """
 
-    def __init__(self, in_channels=1, image_size=28, channels=32, hidden=128, num_classes=10):
+    def __init__(self, in_channels=1, image_size=28, channels=32, hidden=FEATURES, num_classes=10):
         super().__init__()
         self.config = dict(in_channels=in_channels, image_size=image_size, channels=channels, hidden=hidden,
                            num_classes=num_classes)
@@ -81,7 +86,17 @@ def load_or_train(model, train, test, path, epochs=3, batch_size=128, lr=2e-3, s
             f"(trained on {cached['train_examples']} images)")
         return model.eval(), cached["test_accuracy"]
 
-    log(f"no classifier at {path}: training one on {len(train[0])} images ({epochs} epochs)")
+    runs.check_writable_file(path, "--classifier")
+    with cli.step_without_saving(f"training the classifier for {path}, which is written only once trained"):
+        log(f"no classifier at {path}: training one on {len(train[0])} images ({epochs} epochs)")
+        test_accuracy = _train(model, train, test, path, epochs, batch_size, lr, seed)
+    log(f"classifier test accuracy {test_accuracy:.4f}, cached at {path}")
+    return model.eval(), test_accuracy
+
+
+def _train(model, train, test, path, epochs, batch_size, lr, seed):
+    """Train ``model`` (load_or_train's recipe), write it to ``path``; returns its test accuracy."""
+    device = next(model.parameters()).device
     runs.seed_everything(seed)
     images, labels = train
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -99,8 +114,7 @@ def load_or_train(model, train, test, path, epochs=3, batch_size=128, lr=2e-3, s
     test_accuracy = accuracy(model, *test)
     runs.save_checkpoint(path, "classifier", model=model.state_dict(), model_config=model.config,
                          test_accuracy=test_accuracy, train_examples=len(images), epochs=epochs)
-    log(f"classifier test accuracy {test_accuracy:.4f}, cached at {path}")
-    return model.eval(), test_accuracy
+    return test_accuracy
 
 
 def mnist_classifier(data_dir, device, path=MNIST_CACHE, limit=0, log=print):
@@ -159,7 +173,7 @@ def cifar10_classifier(data_dir, device, path=CIFAR10_CACHE, limit=0, log=print)
     Its features need not be those of a strong classifier, only the same in every run: the distances compare between
     runs. Three epochs without augmentation (wider layers or more epochs cost minutes for a few points of accuracy).
     """
-    model = SmallCNN(in_channels=3, image_size=32, channels=32, hidden=128).to(device)
+    model = SmallCNN(in_channels=3, image_size=32, channels=32, hidden=FEATURES).to(device)
     train = data.load_cifar10(data_dir, train=True, device=device, limit=limit, log=log)
     test = data.load_cifar10(data_dir, train=False, device=device, log=log)
     return load_or_train(model, train, test, path, epochs=3, log=log)

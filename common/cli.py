@@ -8,7 +8,9 @@ the tuple of words a text setting may be; a number without it must be >= 0. Unkn
 allowed stop the script at once, before any data is read, with one line on stderr and exit code 2.
 """
 import argparse
+import contextlib
 import math
+import os
 import re
 import sys
 
@@ -19,6 +21,8 @@ BASE_SETTINGS = {
     "out_dir": (None, "where config.json, metrics.json, figures and checkpoints go (default: outputs/<script>)"),
     "device": ("auto", "auto | cpu | cuda | mps; auto picks a GPU when one is present", ("auto", "cpu", "cuda", "mps")),
     "seed": (0, "seed for every random choice: two CPU runs with the same seed print the same numbers"),
+    "overwrite": (False, "start this run in an --out-dir that holds another run (of other settings or another "
+                         "script), replacing its files of the same names"),
 }
 
 # Flags every script that trains a model accepts; scripts override the defaults they need.
@@ -29,6 +33,7 @@ TRAINING_SETTINGS = {
     "limit": (0, "train on the first N training examples only (0: all)"),
     "resume": (False, "continue from the checkpoint in the output folder instead of starting over"),
     "num_samples": (0, "also write N generated images to samples.npz (key 'images', uint8)"),
+    "tensorboard": (False, "also log every curve to <out-dir>/tensorboard/ (needs pip install tensorboard)"),
 }
 
 DEFAULT_INTERVAL = "[0, inf)"  # every count, size and rate here: none has a meaningful negative value
@@ -111,16 +116,56 @@ def as_flag(name, value):
     return f"{flag} {value}"
 
 
+# What Ctrl-C leaves behind, in words that hold for the step the run is in: common/runs.py and the scripts keep it
+# current (a run opened, a checkpoint saved, a step that writes nothing until it ends); run() prints it.
+_interruption = {"while": None, "then": "rerun the same command to start again"}
+
+
+def on_interrupt(then):
+    """From now on, Ctrl-C tells the user ``then``: what is kept and how to go on."""
+    _interruption["then"] = then
+
+
+@contextlib.contextmanager
+def step_without_saving(description):
+    """Within the block, Ctrl-C says that the run was stopped while ``description`` (a step that saves nothing
+    until it ends, such as training the cached classifier)."""
+    outer = _interruption["while"]
+    _interruption["while"] = description
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise  # run() prints the description on its way out
+    except BaseException:
+        _interruption["while"] = outer
+        raise
+    _interruption["while"] = outer
+
+
+def interruption_message():
+    during = f" while {_interruption['while']}" if _interruption["while"] else ""
+    return f"interrupted{during}: {_interruption['then']}"
+
+
 def run(main):
     """Call ``main()`` as a command: user errors become one line on stderr and exit code 2; Ctrl-C exits with 130
-    and one line (what a finished epoch saved is kept: every file is written atomically)."""
+    and one line saying what was kept (every file is written atomically) and how to go on. The line also ends the
+    run's log.txt, where the run has begun one (common/runs.py). Under torchrun every process reports its own error
+    (it may be its own, such as a missing GPU), and rank 0 alone speaks for the run on Ctrl-C."""
     try:
         main()
     except UserError as error:
-        print(f"{sys.argv[0]}: error: {error}", file=sys.stderr)
+        _say(f"error: {error}")
         sys.exit(2)
     except KeyboardInterrupt:
-        start = "\n" if sys.stderr.isatty() else ""  # on a terminal the progress bar holds the current line
-        print(f"{start}{sys.argv[0]}: interrupted: rerun with --resume to continue from the last finished epoch",
-              file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":
+            _say(interruption_message(), start="\n" if sys.stderr.isatty() else "")  # the progress bar's line
         sys.exit(130)
+
+
+def _say(text, start=""):
+    line = f"{sys.argv[0]}: {text}"
+    print(f"{start}{line}", file=sys.stderr)
+    log = getattr(sys.stdout, "log_only", None)  # the console's copy in log.txt (runs.open_run)
+    if log is not None:
+        log(line + "\n")

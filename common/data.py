@@ -7,7 +7,9 @@ on the device. There is no DataLoader and no per-image PIL transform in any trai
 import contextlib
 import hashlib
 import itertools
+import math
 import os
+import struct
 from pathlib import Path
 
 import torch
@@ -58,6 +60,13 @@ def load_mnist(data_dir=None, train=True, device="cpu", name="mnist", limit=0):
     folder, may_download = data_folder(data_dir)
     dataset_class = MNIST_LIKE[name]
     raw = folder / dataset_class.__name__ / "raw"
+    damaged = damaged_idx_file(raw, train)
+    if damaged:
+        path, why = damaged
+        again = ("delete it and rerun to download it again" if may_download else
+                 f"replace it with a good copy: delete it, then python -c \"from torchvision import datasets; "
+                 f"datasets.{dataset_class.__name__}('{folder}', download=True)\" downloads one")
+        raise UserError(f"{path} is damaged ({why}): {again}")
     try:
         with one_download_at_a_time(folder, may_download):
             dataset = dataset_class(folder, train=train, download=may_download)
@@ -70,6 +79,38 @@ def load_mnist(data_dir=None, train=True, device="cpu", name="mnist", limit=0):
     if limit:
         images, labels = images[:limit], labels[:limit]
     return images.unsqueeze(1).to(device), labels.to(device)
+
+
+def damaged_idx_file(raw, train):
+    """The first of a split's two MNIST files (IDX format) that is there but not whole, and why; None where both are
+    whole or absent (an absent file is torchvision's to report).
+
+    An IDX file is a magic number (2051 for images, 2049 for labels), one big-endian 32-bit size per dimension, then
+    the uint8 values; a truncated or overwritten file shows in its header, its length or its labels' range.
+    """
+    prefix = "train" if train else "t10k"
+    images, labels = raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte"
+    counts = []
+    for path, magic, trailing in [(images, 2051, (28, 28)), (labels, 2049, ())]:
+        if not path.is_file():
+            return None
+        size, dimensions = path.stat().st_size, 1 + len(trailing)
+        with open(path, "rb") as file:
+            header = file.read(4 * (1 + dimensions))
+        if len(header) < 4 * (1 + dimensions):
+            return path, f"{size} bytes, shorter than its header"
+        found = struct.unpack(f">{1 + dimensions}i", header)
+        if found[0] != magic or tuple(found[2:]) != trailing:
+            return path, f"not an IDX file of {'28 x 28 images' if trailing else 'labels'}: its header reads {found}"
+        expected = len(header) + found[1] * math.prod(trailing)
+        if size != expected:
+            return path, f"{size} bytes where its header promises {expected}"
+        counts.append(found[1])
+    if counts[0] != counts[1]:
+        return labels, f"{counts[1]} labels for {counts[0]} images"
+    if labels.read_bytes()[8:].translate(None, bytes(range(10))):
+        return labels, "labels outside 0 to 9"
+    return None
 
 
 def load_cifar10(data_dir=None, train=True, device="cpu", limit=0, log=print):
@@ -132,12 +173,21 @@ def _read_image_folder(split, limit, log):
         order = order[:limit]
     else:
         log(f"decoding {len(order)} JPEG images in {split} once; cached in {cache}")
-    encoded = [torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8) for _, path in order]
+    contents = [path.read_bytes() for _, path in order]
+    empty = next((path for (_, path), content in zip(order, contents) if not content), None)
+    if empty:
+        raise UserError(f"{empty} is empty (0 bytes), not a JPEG image: delete it or replace it with a good copy")
+    encoded = [torch.frombuffer(bytearray(content), dtype=torch.uint8) for content in contents]
     try:
         decoded = io.decode_jpeg(encoded, mode=io.ImageReadMode.RGB)
-    except RuntimeError as error:
-        raise UserError(f"a file in {split} is not a readable JPEG ({error.__class__.__name__}); "
-                        f"delete or replace it") from None
+    except RuntimeError:  # the batch decoder does not say which file failed: find it alone
+        for (_, path), one in zip(order, encoded):
+            try:
+                io.decode_jpeg(one, mode=io.ImageReadMode.RGB)
+            except RuntimeError as error:
+                raise UserError(f"{path} is not a readable JPEG ({str(error).rsplit(', ', 1)[-1]}): delete it or "
+                                f"replace it with a good copy") from None
+        raise
     wrong = next((path for (_, path), image in zip(order, decoded) if image.shape != (3, 32, 32)), None)
     if wrong:
         raise UserError(f"{wrong} is not a 32 x 32 image: the image folder must hold CIFAR-10's 32 x 32 images")
@@ -241,9 +291,16 @@ def random_horizontal_flip(images):
 
 
 def shuffled_batches(num_examples, batch_size, generator, device="cpu"):
-    """Index tensors that together visit every example exactly once, in an order drawn from ``generator``."""
+    """Index tensors that together visit every example exactly once, in an order drawn from ``generator``.
+
+    A last batch too small to give every process two examples joins the batch before it: batch norm (the MLP
+    generator's) cannot normalise a share of one example, which has no spread.
+    """
     order = torch.randperm(num_examples, generator=generator).to(device)
-    return order.split(batch_size)
+    batches = list(order.split(batch_size))
+    if len(batches) > 1 and len(batches[-1]) < 2 * distributed.world_size():
+        batches[-2:] = [torch.cat(batches[-2:])]
+    return batches
 
 
 def to_unit_range(images):

@@ -67,11 +67,15 @@ def setup(device):
     return device
 
 
-def check_batch_size(batch_size):
-    """Every process gets the same share of each batch: --batch-size must be a multiple of the process count."""
+def check_batch_size(batch_size, per_process=1):
+    """Every process gets the same share of each batch, at least ``per_process`` images: --batch-size must be a
+    multiple of the process count, and not below ``per_process`` times it."""
     if batch_size % world_size():
         raise UserError(f"--batch-size {batch_size} does not split evenly over {world_size()} processes: pass a "
                         f"multiple of {world_size()} (--batch-size is the global batch, over all processes)")
+    if batch_size < per_process * world_size():
+        raise UserError(f"--batch-size {batch_size} gives each of {world_size()} processes fewer than {per_process} "
+                        f"images a step: pass {per_process * world_size()} or more")
 
 
 def shard(batches):

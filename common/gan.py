@@ -125,17 +125,21 @@ def recalibrate_batch_norm(generator, device, num_images=10000, batch_size=500):
     return generator.eval()
 
 
-@torch.no_grad()
 def generate(generator, num_images, device, batch_size=1000, seed=None):
     """``num_images`` uint8 images (CPU) from z ~ N(0, I); ``seed`` fixes z without touching the global generator."""
+    return torch.cat(list(generate_batches(generator, num_images, device, batch_size, seed)))
+
+
+@torch.no_grad()
+def generate_batches(generator, num_images, device, batch_size=1000, seed=None):
+    """The images of ``generate``, one uint8 batch at a time: what samples.npz streams, so that no count of samples
+    has to fit in memory at once."""
     generator.eval()
     rng = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
-    images = []
     for start in range(0, num_images, batch_size):
         z = torch.randn(min(batch_size, num_images - start), generator.config["latent_dim"], device=device,
                         generator=rng)
-        images.append(data.to_uint8(generator(z), -1, 1))
-    return torch.cat(images)
+        yield data.to_uint8(generator(z), -1, 1)
 
 
 # ----- training bookkeeping shared by gan_mnist.py and dcgan_cifar10.py -----

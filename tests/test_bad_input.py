@@ -6,17 +6,21 @@ exits with 2, which the subprocess tests here and beside each script check); Ctr
 """
 import hashlib
 import importlib
+import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 
+import dcgan_cifar10
 import gan_mnist
 import vae_mnist
-from common import classifier, cli, gan, runs, vae
+from common import classifier, cli, data, gan, runs, vae
 from tests.conftest import DATA, REPO
 
 
@@ -55,19 +59,25 @@ def fingerprint(path):
     ("vae_mnist.py", "--lr", "nan", "--lr must be > 0, got nan"),
     ("vae_mnist.py", "--latent-dim", 0, "--latent-dim must be >= 1"),
     ("vae_mnist.py", "--iw-samples", 0, "--iw-samples must be >= 1"),
-    ("gan_mnist.py", "--batch-size", 0, "--batch-size must be >= 1, got 0"),
+    ("gan_mnist.py", "--batch-size", 1, "--batch-size must be >= 2, got 1"),  # G's batch norm needs two images
     ("gan_mnist.py", "--d-width", 1, "--d-width must be >= 2"),
     ("gan_mnist.py", "--real-label", 0, "--real-label must be between 0 and 1 (0 excluded)"),
     ("gan_mnist.py", "--beta1", 1, "--beta1 must be between 0 and 1 (1 excluded)"),
-    ("gan_mnist.py", "--eval-images", 20000, "--eval-images must be between 2 and 10000 (both included)"),
+    ("gan_mnist.py", "--eval-images", 20000, "--eval-images must be between 129 and 10000 (both included)"),
+    # A Frechet distance from fewer images than the classifier's 128 features rests on a singular covariance.
+    ("gan_mnist.py", "--eval-images", 2, "--eval-images must be between 129 and 10000 (both included), got 2"),
+    ("gan_mnist.py", "--quality-samples", 2, "--quality-samples must be >= 129, got 2"),
+    ("dcgan_cifar10.py", "--quality-samples", 128, "--quality-samples must be between 129 and 5000"),
     ("dcgan_cifar10.py", "--quality-every", 0, "--quality-every must be >= 1, got 0"),
     ("dcgan_cifar10.py", "--ema-decay", 1, "--ema-decay must be between 0 and 1 (1 excluded)"),
-    ("dcgan_cifar10.py", "--final-samples", 1, "--final-samples must be between 2 and 10000"),
+    ("dcgan_cifar10.py", "--final-samples", 1, "--final-samples must be between 129 and 10000"),
     ("latent_interpolation.py", "--steps", 1, "--steps must be >= 2"),
     ("vae_anomaly_detection.py", "--percentile", 100, "--percentile must be between 0 and 100 (both excluded)"),
     ("vae_anomaly_detection.py", "--one-class-epochs", 0, "--one-class-epochs must be >= 1"),
     ("vae_latent_space_visualization.py", "--tsne-iterations", 100, "--tsne-iterations must be >= 300"),
-    ("vae_latent_space_visualization.py", "--num-points", 5, "--num-points must be between 20 and 10000"),
+    # Trustworthiness compares 10 neighbours and needs more than 20 points: 20 was accepted, and failed after t-SNE.
+    ("vae_latent_space_visualization.py", "--num-points", 20, "--num-points must be between 21 and 10000"),
+    ("vae_latent_space_visualization.py", "--metric-points", 20, "--metric-points must be between 21 and 10000"),
 ])
 def test_a_number_out_of_range_is_refused_before_any_data_is_read(tmp_path, script, flag, value, expected):
     main = importlib.import_module(script.removesuffix(".py")).main
@@ -164,7 +174,7 @@ def test_gan_resume_refuses_a_flag_that_shapes_the_run_and_continues_a_longer_on
                                                                                  small_mnist_classifier):
     out = tmp_path / "run"
     common = ["--data-dir", data_dir, "--out-dir", out, "--device", "cpu", "--classifier", small_mnist_classifier,
-              "--limit", 640, "--quality-samples", 100, "--eval-images", 100]
+              "--limit", 640, "--quality-samples", 129, "--eval-images", 129]
     gan_mnist.main([*map(str, common), "--epochs", "1"])
     before = fingerprint(out / "checkpoint.pt")
     for flags, expected in [(["--latent-dim", 32], "--latent-dim 32 does not match the run in"),
@@ -226,6 +236,173 @@ def test_a_diverging_first_epoch_writes_no_checkpoint(data_dir, tmp_path):
 def test_gan_losses_that_explode_stop_the_run(data_dir, tmp_path, small_mnist_classifier):
     message = user_error(gan_mnist.main, "--data-dir", data_dir, "--out-dir", tmp_path, "--device", "cpu",
                          "--classifier", small_mnist_classifier, "--limit", 640, "--epochs", 2, "--lr-g", 1e4,
-                         "--lr-d", 1e4, "--quality-samples", 100, "--eval-images", 100)
+                         "--lr-d", 1e4, "--quality-samples", 129, "--eval-images", 129)
     assert "training diverged in epoch 1" in message and "lower --lr-g and --lr-d" in message
     assert not (tmp_path / "checkpoint.pt").exists()
+
+
+# ----- an --out-dir that cannot be a folder -----
+
+@pytest.mark.parametrize("script", ["vae_mnist.py", "gan_mnist.py", "dcgan_cifar10.py", "latent_interpolation.py",
+                                    "vae_latent_space_visualization.py"])
+def test_an_out_dir_that_is_a_file_or_goes_through_one_is_refused_and_the_file_left_alone(tmp_path, script):
+    main = importlib.import_module(script.removesuffix(".py")).main
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    before = fingerprint(notes)
+    assert f"--out-dir {notes} cannot be used: {notes} is a file, not a folder" in user_error(
+        main, "--out-dir", notes, "--data-dir", tmp_path / "nowhere")
+    assert f"{notes}, on its path, is a file" in user_error(main, "--out-dir", notes / "sub",
+                                                            "--data-dir", tmp_path / "nowhere")
+    assert fingerprint(notes) == before
+
+
+def test_an_out_dir_that_is_a_file_exits_with_code_2(tmp_path):
+    (tmp_path / "taken").write_text("")
+    assert_one_line_error(run_script("vae_mnist.py", "--out-dir", tmp_path / "taken"), "is a file, not a folder")
+
+
+def test_a_classifier_path_that_cannot_be_written_is_refused_before_training(data_dir, tmp_path):
+    (tmp_path / "file").write_text("")
+    for path, expected in [(tmp_path / "file" / "mnist.pt", f"cannot be written: {tmp_path / 'file'} is a file"),
+                           (tmp_path, "is a folder: pass the path of a checkpoint file")]:
+        assert expected in user_error(gan_mnist.main, "--classifier", path, "--data-dir", data_dir, "--out-dir",
+                                      tmp_path / "run", "--device", "cpu", "--limit", 64, "--epochs", 1)
+    assert not (tmp_path / "run").exists() or not list((tmp_path / "run").iterdir())
+
+
+# ----- batch norm and the last batch -----
+
+def test_a_last_batch_of_one_joins_the_one_before_it():
+    batches = data.shuffled_batches(129, 64, torch.Generator().manual_seed(0))
+    assert [len(batch) for batch in batches] == [64, 65]
+    assert sorted(torch.cat(batches).tolist()) == list(range(129))
+    assert [len(batch) for batch in data.shuffled_batches(1, 64, torch.Generator())] == [1]
+
+
+def test_a_gan_run_whose_last_batch_holds_one_image_trains_and_too_few_images_are_refused(data_dir, tmp_path,
+                                                                                         small_mnist_classifier):
+    common = ["--data-dir", data_dir, "--device", "cpu", "--classifier", small_mnist_classifier, "--epochs", 1,
+              "--quality-samples", 129, "--eval-images", 129, "--g-width", 16, "--d-width", 32]
+    metrics = gan_mnist.main([*map(str, common), "--limit", "65", "--out-dir", str(tmp_path / "run")])
+    assert metrics["epochs"] == 1
+    message = user_error(gan_mnist.main, *common, "--limit", 1, "--out-dir", tmp_path / "one")
+    assert "--limit 1 leaves fewer than 2 training images per process" in message and "--limit 2" in message
+
+
+def test_gan_mnist_refuses_to_sample_a_dcgan(data_dir, tmp_path):
+    from common import dcgan
+    generator, discriminator = dcgan.Generator(latent_dim=8, base_channels=4), dcgan.Discriminator(base_channels=4)
+    runs.save_checkpoint(tmp_path / "checkpoint.pt", "gan", architecture="dcgan", generator=generator.state_dict(),
+                         generator_config=generator.config, generator_ema=None,
+                         discriminator=discriminator.state_dict(), discriminator_config=discriminator.config,
+                         optimizer_g={}, optimizer_d={}, epoch=1, history={})
+    before = fingerprint(tmp_path / "checkpoint.pt")
+    message = user_error(gan_mnist.main, "--epochs", 0, "--data-dir", data_dir, "--out-dir", tmp_path,
+                         "--device", "cpu")
+    assert "holds a dcgan GAN, not the mlp GAN of gan_mnist.py" in message
+    assert fingerprint(tmp_path / "checkpoint.pt") == before
+
+
+# ----- damaged data: the file is named -----
+
+@pytest.mark.parametrize("name, damage, expected", [
+    ("t10k-images-idx3-ubyte", lambda raw: raw[:5000], "5000 bytes where its header promises 7840016"),
+    ("t10k-labels-idx1-ubyte", lambda raw: raw[:7], "7 bytes, shorter than its header"),
+    ("t10k-labels-idx1-ubyte", lambda raw: raw[:-1], "10007 bytes where its header promises 10008"),
+    ("t10k-images-idx3-ubyte", lambda raw: b"\0" * 16 + raw[16:], "not an IDX file of 28 x 28 images"),
+    ("t10k-labels-idx1-ubyte", lambda raw: raw[:-1] + b"\x2a", "labels outside 0 to 9"),
+])
+def test_a_damaged_mnist_file_is_named_with_how_to_get_a_good_copy(data_dir, tmp_path, name, damage, expected):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for file in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        shutil.copy(data_dir / "MNIST" / "raw" / file, raw / file)
+    (raw / name).write_bytes(damage((raw / name).read_bytes()))
+    with pytest.raises(cli.UserError) as error:
+        data.load_mnist(tmp_path, train=False)
+    message = str(error.value)
+    assert f"{raw / name} is damaged ({expected}" in message and "download=True" in message, message
+    assert "\n" not in message
+
+
+@pytest.fixture
+def small_cifar_folder(data_dir, tmp_path):
+    """A cifar10-jpeg/train folder of two real images per class."""
+    split = tmp_path / "cifar" / "cifar10-jpeg" / "train"
+    for name in data.CIFAR10_CLASSES:
+        (split / name).mkdir(parents=True)
+        for file in ("0001.jpg", "0002.jpg"):
+            shutil.copy(data_dir / "cifar10-jpeg" / "test" / name / file, split / name / file)
+    return split
+
+
+@pytest.mark.parametrize("content, expected", [(b"", "is empty (0 bytes), not a JPEG image"),
+                                               (b"\xff\xd8 not a JPEG after all", "is not a readable JPEG")])
+def test_an_unreadable_cifar10_image_is_named(small_cifar_folder, content, expected):
+    (small_cifar_folder / "cat" / "0003.jpg").write_bytes(content)
+    with pytest.raises(cli.UserError) as error:
+        data.load_cifar10(small_cifar_folder.parent.parent)
+    assert f"{small_cifar_folder / 'cat' / '0003.jpg'} {expected}" in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_dcgan_refuses_a_limit_too_small_for_its_tracked_distance(small_cifar_folder, tmp_path):
+    (small_cifar_folder / "cat" / "0003.jpg").unlink(missing_ok=True)
+    message = user_error(dcgan_cifar10.main, "--data-dir", small_cifar_folder.parent.parent, "--out-dir",
+                         tmp_path / "run", "--device", "cpu", "--limit", 20, "--classifier", tmp_path / "c.pt")
+    assert "--limit 20 leaves fewer training images than the 129 the tracked Frechet distance" in message
+
+
+# ----- counts too large for memory or disk, and long steps -----
+
+def test_samples_stream_into_samples_npz_and_a_count_the_disk_cannot_hold_is_refused_first(tmp_path):
+    batches = (torch.full((n, 1, 2, 2), i, dtype=torch.uint8) for i, n in enumerate([3, 3, 1]))
+    runs.write_samples(tmp_path / "samples.npz", batches, 7)
+    images = np.load(tmp_path / "samples.npz")["images"]
+    assert images.shape == (7, 1, 2, 2) and images.dtype == np.uint8 and images[:, 0, 0, 0].tolist() == [0] * 3 + \
+        [1] * 3 + [2]
+    message = user_error(vae_mnist.main, "--epochs", 0, "--num-samples", 10**13, "--out-dir", tmp_path / "run",
+                         "--data-dir", tmp_path / "nowhere")
+    assert "--num-samples 10000000000000 needs up to 7840000.0 GB for samples.npz" in message
+    assert "pass a smaller --num-samples" in message
+
+
+def test_the_importance_weighted_estimate_shows_progress_and_bounds_its_memory(monkeypatch):
+    described = []
+    monkeypatch.setattr(runs, "progress_bar", lambda items, description: described.append(description) or items)
+    model = vae.MLPVAE(latent_dim=4, hidden=16)
+    images = torch.rand(70, 1, 28, 28)
+    torch.manual_seed(0)
+    whole = vae.importance_weighted_nll_per_image(model, images, 8)
+    torch.manual_seed(0)
+    chunked = vae.importance_weighted_nll_per_image(model, images, 8, decodes=3 * 64)  # chunks of 3, 3, 2 samples
+    assert described == ["estimating -log p(x)"] * 2
+    assert torch.allclose(whole, chunked, atol=1e-3)
+
+
+def test_separation_takes_as_few_points_as_the_settings_allow():
+    import vae_latent_space_visualization as lsv
+    points = np.random.default_rng(0).normal(size=(lsv.MIN_POINTS, 2))
+    labels = np.arange(lsv.MIN_POINTS) % 10  # two or three points of each digit: too few for stratified folds
+    accuracy, silhouette = lsv.separation(points, labels, np.arange(lsv.MIN_POINTS), seed=0)
+    assert 0 <= accuracy <= 1 and -1 <= silhouette <= 1
+
+
+# ----- what Ctrl-C says while a step that saves nothing runs -----
+
+def test_ctrl_c_while_the_classifier_trains_says_nothing_was_saved_and_no_resume(data_dir, tmp_path):
+    process = subprocess.Popen([sys.executable, str(REPO / "gan_mnist.py"), "--data-dir", str(data_dir),
+                                "--out-dir", str(tmp_path / "run"), "--device", "cpu",
+                                "--classifier", str(tmp_path / "classifier.pt")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    line = ""
+    while "no classifier at" not in line and process.poll() is None:
+        line = process.stdout.readline()
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and stderr.count("\n") == 1, stderr
+    assert f"interrupted while training the classifier for {tmp_path / 'classifier.pt'}, which is written only " \
+           f"once trained: no epoch was finished; rerun the same command to start again" in stderr
+    assert not (tmp_path / "classifier.pt").exists() and not list((tmp_path / "run").iterdir())
