@@ -20,7 +20,7 @@ import sklearn
 import torch
 import torchvision
 
-from common import data, runs
+from common import data, plots, runs
 
 REPO = Path(__file__).resolve().parent
 
@@ -243,12 +243,13 @@ def markdown(title, note, parts, times, about):
     return "\n".join(lines)
 
 
+SCREEN_DPI = 100  # matplotlib's own figure.dpi: a 6 x 4 inch plot is 600 x 400 pixels on a screen
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
 h2 { border-top: 1px solid #ccc; padding-top: 1em; }
 table { border-collapse: collapse; margin: 0.5em 0 1em; }
 td, th { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
-figure { margin: 1em 0; }
+figure { display: inline-block; vertical-align: top; margin: 0.5em 1em 0.5em 0; max-width: 100%; }
 img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption, .time { color: #555; font-size: 0.9em; }
 code { background: #f4f4f4; padding: 0 0.2em; word-break: break-all; }
@@ -261,6 +262,13 @@ def html_table(rows):
                                for label, value in rows) + "</table>"
 
 
+def screen_width(png):
+    """The width to show a figure at: plots.DPI pixels an inch are for print, and would make a loss curve fill the
+    page; SCREEN_DPI is the size matplotlib draws for a screen (the figure's own inches). The width is read from the
+    PNG header (bytes 16-19 of the IHDR chunk)."""
+    return round(int.from_bytes(png[16:20], "big") * SCREEN_DPI / plots.DPI)
+
+
 def html_document(title, note, parts, times, about, root):
     body = [f"<h1>{html.escape(title)}</h1>"]
     if note:
@@ -269,9 +277,11 @@ def html_document(title, note, parts, times, about, root):
         body += [f'<h2 id="{part["name"]}">{html.escape(part["title"])} (<code>{part["name"]}.py</code>)</h2>',
                  f"<p>{html.escape(part['summary'])}</p>", html_table(part["numbers"])]
         for path, caption in part["figures"]:
-            encoded = base64.b64encode((root / path).read_bytes()).decode("ascii")
-            body.append(f'<figure><img src="data:image/png;base64,{encoded}" alt="{html.escape(caption)}">'
-                        f"<figcaption>{html.escape(caption)} (<code>{html.escape(path)}</code>)</figcaption></figure>")
+            image = (root / path).read_bytes()
+            encoded = base64.b64encode(image).decode("ascii")
+            body.append(f'<figure><img src="data:image/png;base64,{encoded}" width="{screen_width(image)}" '
+                        f'alt="{html.escape(caption)}"><figcaption>{html.escape(caption)} '
+                        f"(<code>{html.escape(path)}</code>)</figcaption></figure>")
         body.append(f'<p class="time">Time: {html.escape(part["time"])}.</p>')
         if part["command"]:
             body.append(f'<p class="time">Command: <code>{html.escape(part["command"])}</code></p>')
