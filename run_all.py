@@ -1,14 +1,15 @@
 """All six experiments with one command, in the order they depend on each other, and one report of their results.
 
-Runs vae_mnist.py, then the two scripts that reuse its VAE (vae_anomaly_detection.py, vae_latent_space_visualization.py),
-gan_mnist.py, then latent_interpolation.py on its generator, and dcgan_cifar10.py, each through its own ``main`` with
-its own defaults; --data-dir, --device and --seed are passed to every one. Each later script is pointed at the
-checkpoint the earlier stage wrote in the same run folder, so two runs never mix. A stage whose outputs are complete
-(its config.json holds the settings asked for, metrics.json was written after it and every figure of the report is
-there) is skipped; a stage that was stopped part-way is run again, with --resume where it left a checkpoint, so a
-training script continues from its last finished epoch. What each stage prints goes to logs/<script>.log in the run
-folder; the terminal gets one line per stage with its time. Then report.html (one file, figures embedded: it opens
-offline) and report.md (figures linked by relative path) are written beside the scripts' folders (report.py).
+Runs vae_mnist.py, then the two scripts that reuse its VAE (vae_anomaly_detection.py and
+vae_latent_space_visualization.py), gan_mnist.py, then latent_interpolation.py on its generator, and dcgan_cifar10.py,
+each through its own ``main`` with its own defaults; --data-dir, --device and --seed are passed to every one. Each later
+script is pointed at the checkpoint the earlier stage wrote in the same run folder, so two runs never mix. A stage whose
+outputs are complete (its config.json holds the settings asked for, metrics.json was written after it and every figure
+of the report is there) is skipped; a stage that was stopped part-way is run again, with --resume where it left a
+checkpoint, so a training script continues from its last finished epoch. When a stage runs, so do the later ones that
+read what it writes (READS). What each stage prints goes to logs/<script>.log in the run folder; the terminal gets one
+line per stage with its time. Then report.html (one file, figures embedded: it opens offline) and report.md (figures
+linked by relative path) are written beside the scripts' folders (report.py).
 
 --quick runs the whole assignment in about ten minutes on 2 CPU cores (BENCHMARKS.md), in a folder of its own,
 outputs/quick/, with the settings of QUICK below: fewer epochs and images, chosen so that each figure still shows what
