@@ -1,0 +1,237 @@
+"""All six experiments with one command, in the order they depend on each other, and one report of their results.
+
+Runs vae_mnist.py, then the two scripts that reuse its VAE (vae_anomaly_detection.py and
+vae_latent_space_visualization.py), gan_mnist.py, then latent_interpolation.py on its generator, and dcgan_cifar10.py,
+each through its own ``main`` with its own defaults; --data-dir, --device and --seed are passed to every one. Each later
+script is pointed at the checkpoint the earlier stage wrote in the same run folder, so two runs never mix. A stage whose
+outputs are complete (its config.json holds the settings asked for, metrics.json was written after it and every figure
+of the report is there) is skipped; a stage that was stopped part-way is run again, with --resume where it left a
+checkpoint, so a training script continues from its last finished epoch. When a stage runs, so do the later ones that
+read what it writes (READS). What each stage prints goes to logs/<script>.log in the run folder; the terminal gets one
+line per stage with its time. Then report.html (one file, figures embedded: it opens offline) and report.md (figures
+linked by relative path) are written beside the scripts' folders (report.py).
+
+--quick runs the whole assignment in about ten minutes on 2 CPU cores (BENCHMARKS.md), in a folder of its own,
+outputs/quick/, with the settings of QUICK below: fewer epochs and images, chosen so that each figure still shows what
+its experiment is about. Its sample-quality numbers come from judges trained on a subset of the data in
+outputs/quick/classifiers/, not from the cached classifiers every other run shares: they compare between quick runs
+only.
+
+    python run_all.py --quick                     # CPU: about 10 minutes
+    python run_all.py                             # every script's defaults: about 40 minutes on 2 CPU cores
+    python run_all.py --device cuda               # GPU
+
+Writes to outputs/ (outputs/quick/ with --quick): one folder per script, report.html, report.md, run_all.json (each
+stage's command and time) and logs/.
+"""
+import contextlib
+import functools
+import json
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import dcgan_cifar10
+import gan_mnist
+import latent_interpolation
+import report
+import vae_anomaly_detection
+import vae_latent_space_visualization
+import vae_mnist
+from common import classifier, cli, data, runs
+
+SETTINGS = {
+    **cli.BASE_SETTINGS,
+    "out_dir": (None, "folder of the scripts' folders, the report and the logs (default: outputs, with --quick "
+                      "outputs/quick)"),
+    "quick": (False, "the whole assignment in about 10 minutes on 2 CPU cores: fewer epochs and images (QUICK)"),
+}
+
+# In the order they depend on each other: each script reads what the ones above it wrote.
+SCRIPTS = {module.__name__: module for module in (vae_mnist, vae_anomaly_detection, vae_latent_space_visualization,
+                                                  gan_mnist, latent_interpolation, dcgan_cifar10)}
+TRAINED_HERE = ("vae_mnist", "gan_mnist", "dcgan_cifar10")  # the scripts that write checkpoint.pt and --resume it
+
+# --quick's flags for each script (appended to --data-dir, --device, --seed and the run folder's paths), and the
+# subsets its judges are trained on. Each was chosen by looking at the figures of a quick run: BENCHMARKS.md.
+QUICK = {
+    # The full training split, two of the default's nine epochs: reconstructions and samples are readable digits.
+    "vae_mnist": ["--epochs", "2"],
+    # The detector's defaults: it trains nothing, and its time is the scoring of a fixed mix of images.
+    "vae_anomaly_detection": [],
+    # Half the test digits: the clusters are the same, t-SNE's time is what shrinks.
+    "vae_latent_space_visualization": ["--num-points", "5000"],
+    # Enough epochs for every digit to be drawn and read; quality measured on fewer samples during training.
+    "gan_mnist": ["--epochs", "4", "--quality-samples", "2000", "--eval-images", "5000"],
+    "latent_interpolation": [],
+    # A fifth of the images at a quarter of the default batch: more steps in the same time, which is what takes the
+    # samples from grey blobs to coloured scenes (batch 64 for four epochs still drew blurred blobs: BENCHMARKS.md).
+    "dcgan_cifar10": ["--limit", "10000", "--batch-size", "32", "--epochs", "5", "--quality-samples", "1000",
+                      "--final-samples", "2000"],
+    # The judges: the project's small CNN with its recipe, on the first training images only (BENCHMARKS.md gives
+    # their test accuracy): training them on everything would take most of the ten minutes.
+    "classifiers": {"mnist": 10_000, "cifar10": 10_000},
+}
+CLASSIFIER_FILES = {"mnist": "mnist.pt", "cifar10": "cifar10.pt"}
+# What each stage reads of the stages before it: when one of those runs, so does the stage.
+READS = {"vae_anomaly_detection": ("vae_mnist",), "vae_latent_space_visualization": ("vae_mnist",),
+         "gan_mnist": ("classifiers",), "latent_interpolation": ("gan_mnist", "classifiers"),
+         "dcgan_cifar10": ("classifiers",)}
+
+
+def stage_argv(name, cfg, root):
+    """The flags ``name``'s main gets: the run's shared ones, its folder, where the earlier stages' models are, and
+    --quick's settings."""
+    argv = ["--device", cfg.device, "--seed", str(cfg.seed), "--out-dir", str(root / name)]
+    if cfg.data_dir:
+        argv = ["--data-dir", cfg.data_dir, *argv]
+    if name in ("vae_anomaly_detection", "vae_latent_space_visualization"):
+        argv += ["--vae-checkpoint", str(root / "vae_mnist" / "checkpoint.pt")]
+    if name == "latent_interpolation":
+        argv += ["--checkpoint", str(root / "gan_mnist" / "checkpoint.pt")]
+    if cfg.quick and name in ("gan_mnist", "latent_interpolation"):
+        argv += ["--classifier", str(root / "classifiers" / CLASSIFIER_FILES["mnist"])]
+    if cfg.quick and name == "dcgan_cifar10":
+        argv += ["--classifier", str(root / "classifiers" / CLASSIFIER_FILES["cifar10"])]
+    return argv + (QUICK[name] if cfg.quick else [])
+
+
+def comparable(settings):
+    """A config as config.json holds it, without --resume, which says how a run was started, not what it is."""
+    settings = json.loads(json.dumps(settings, default=str))
+    settings.pop("resume", None)
+    return settings
+
+
+def is_complete(name, argv, root):
+    """Whether ``root/name`` holds a finished run of these settings: config.json says so, metrics.json was written
+    after it (a run stopped part-way has only the newer config) and every figure the report shows is there."""
+    folder = root / name
+    config, metrics = folder / "config.json", folder / "metrics.json"
+    if not (config.is_file() and metrics.is_file()) or metrics.stat().st_mtime_ns < config.stat().st_mtime_ns:
+        return False
+    try:
+        written = json.loads(config.read_text())
+    except json.JSONDecodeError:
+        return False
+    module = SCRIPTS[name]
+    asked = vars(cli.parse(module.SETTINGS, module.__doc__, argv))
+    return (comparable(written) == comparable(asked)
+            and all((folder / figure).is_file() for figure, _ in report.FIGURES[name]))
+
+
+def train_judges(cfg, root, device):
+    """--quick's classifiers, on the first training images of each dataset (QUICK["classifiers"])."""
+    limits, folder = QUICK["classifiers"], root / "classifiers"
+    classifier.mnist_classifier(cfg.data_dir, device, folder / CLASSIFIER_FILES["mnist"], limit=limits["mnist"])
+    classifier.cifar10_classifier(cfg.data_dir, device, folder / CLASSIFIER_FILES["cifar10"],
+                                  limit=limits["cifar10"])
+
+
+def check_data(data_dir):
+    """Stop before any stage writes a file when a dataset is missing: MNIST, Fashion-MNIST (the anomaly detector's
+    foreign images) and CIFAR-10 (one image of its test split is read)."""
+    data.load_mnist(data_dir, train=False)
+    data.load_mnist(data_dir, train=False, name="fashion-mnist")
+    data.load_cifar10(data_dir, train=False, limit=1, log=lambda message: None)
+
+
+@contextlib.contextmanager
+def logged(path, command):
+    """Send what a stage prints (and its warnings) to ``path``, appended, under a line naming its command."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", buffering=1) as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        print(f"=== {datetime.now().isoformat(timespec='seconds')}  {command}")
+        yield
+
+
+def run_stage(name, cfg, root, device):
+    """Run one stage, what it prints going to its log; returns its record for run_all.json (command, whether it
+    resumed, wall-clock and CPU seconds, when it finished)."""
+    if name == "classifiers":
+        limits = QUICK["classifiers"]
+        command = (f"classifier.mnist_classifier(limit={limits['mnist']}) and "
+                   f"classifier.cifar10_classifier(limit={limits['cifar10']}) into {root / 'classifiers'}/")
+        resumed = False
+        work = functools.partial(train_judges, cfg, root, device)
+    else:
+        argv = stage_argv(name, cfg, root)
+        resumed = name in TRAINED_HERE and (root / name / "checkpoint.pt").is_file()
+        argv += ["--resume"] if resumed else []
+        command = " ".join(["python", f"{name}.py", *argv])
+        work = functools.partial(SCRIPTS[name].main, argv)
+    wall, cpu = time.perf_counter(), time.process_time()
+    with logged(root / "logs" / f"{name}.log", command):
+        work()
+    return {"command": command, "resumed": resumed, "wall_seconds": time.perf_counter() - wall,
+            "cpu_seconds": time.process_time() - cpu, "finished": datetime.now().isoformat(timespec="seconds")}
+
+
+def stages_to_run(stages, cfg, root):
+    """``{stage: whether it runs}``: those not complete, and every stage after one that runs and reads its outputs."""
+    runs_now = {}
+    for name in stages:
+        if name == "classifiers":
+            complete = all((root / "classifiers" / file).is_file() for file in CLASSIFIER_FILES.values())
+        else:
+            complete = is_complete(name, stage_argv(name, cfg, root), root)
+        runs_now[name] = not complete or any(runs_now.get(earlier, False) for earlier in READS.get(name, ()))
+    return runs_now
+
+
+def read_record(path):
+    """run_all.json's stage records from earlier calls (each stage's command and time), or none."""
+    try:
+        return json.loads(path.read_text())["stages"]
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+def main(argv=None):
+    cfg = cli.parse(SETTINGS, __doc__, argv)
+    device = runs.pick_device(cfg.device)
+    root = Path(cfg.out_dir) if cfg.out_dir else Path("outputs/quick" if cfg.quick else "outputs")
+    stages = list(SCRIPTS)
+    if cfg.quick:
+        stages.insert(stages.index("gan_mnist"), "classifiers")
+    runs_now = stages_to_run(stages, cfg, root)
+    if any(runs_now.values()):
+        check_data(cfg.data_dir)  # a missing dataset stops the run here, before any stage has written a file
+    record_path = root / "run_all.json"
+    record = read_record(record_path)
+    print(f"run_all.py{' --quick' if cfg.quick else ''}: {len(stages)} stages in {root}/, each one's output in "
+          f"{root / 'logs'}/", flush=True)
+    started = time.perf_counter()
+    for number, name in enumerate(stages, start=1):
+        line = f"[{number}/{len(stages)}] {name:31s}"
+        if not runs_now[name]:
+            earlier = record.get(name)
+            print(f"{line} skipped: complete" + (f" (it took {earlier['wall_seconds']:.1f} s, finished "
+                                                 f"{earlier['finished']})" if earlier else ""), flush=True)
+            continue
+        print(line, end=" ", flush=True)  # the time follows on the same line when the stage is done
+        try:
+            record[name] = run_stage(name, cfg, root, device)
+        except cli.UserError as error:
+            print("stopped")
+            raise cli.UserError(f"{name}: {error}") from None
+        except KeyboardInterrupt:
+            print("interrupted")
+            print(f"{sys.argv[0]}: interrupted in {name}: run the same command again to resume it "
+                  f"(finished epochs are kept)", file=sys.stderr)
+            sys.exit(130)
+        except Exception:
+            print(f"failed (its output: {root / 'logs' / name}.log)")
+            raise
+        runs.write_json(record_path, {"quick": cfg.quick, "stages": record})
+        done = record[name]
+        print(f"{'resumed, ' if done['resumed'] else ''}done in {done['wall_seconds']:.1f} s "
+              f"(CPU {done['cpu_seconds']:.0f} s)", flush=True)
+    paths = report.write_report(root, {name: record.get(name) for name in stages}, cfg.quick)
+    print(f"{time.perf_counter() - started:.1f} s; report: {paths[1]} and {paths[0]}")
+    return {name: json.loads((root / name / "metrics.json").read_text()) for name in SCRIPTS}
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,182 @@
+"""run_all.py and report.py on a tiny real run of all six scripts: a stage stopped by Ctrl-C resumes, the report holds
+every figure and headline number, a second call skips every stage, and bad input changes nothing."""
+import base64
+import hashlib
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import report
+import run_all
+from common import cli, runs
+from tests.conftest import DATA, REPO
+
+# --quick's settings cut down to seconds a stage; the VAE gets two epochs so that it can be stopped after the first.
+TINY = {
+    "vae_mnist": ["--architecture", "mlp", "--limit", "2000", "--epochs", "2", "--iw-samples", "1"],
+    "vae_anomaly_detection": ["--corruptions", "gaussian_noise,blur,fashion_mnist"],
+    "vae_latent_space_visualization": ["--num-points", "500", "--metric-points", "500", "--tsne-iterations", "300"],
+    "gan_mnist": ["--limit", "3200", "--epochs", "1", "--ema-decay", "0.9", "--quality-samples", "500",
+                  "--eval-images", "500"],
+    "latent_interpolation": ["--pairs", "2", "--steps", "6", "--pool", "500"],
+    "dcgan_cifar10": ["--limit", "256", "--epochs", "1", "--batch-size", "64", "--base-channels", "8",
+                      "--quality-samples", "200", "--final-samples", "200"],
+    "classifiers": {"mnist": 1000, "cifar10": 500},
+}
+STAGES = ["vae_mnist", "vae_anomaly_detection", "vae_latent_space_visualization", "classifiers", "gan_mnist",
+          "latent_interpolation", "dcgan_cifar10"]
+
+
+def files_and_times(folder):
+    """Every file under ``folder`` with its modification time and a hash of its bytes."""
+    return {path.relative_to(folder): (path.stat().st_mtime_ns, hashlib.sha256(path.read_bytes()).hexdigest())
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One tiny --quick run in a folder of its own, in three calls: the first stopped by Ctrl-C after the VAE's
+    first epoch, the second finishing it, the third finding every stage complete. What each printed is kept."""
+    if DATA is None:
+        pytest.skip("real data not found: set GENMODELS_DATA, or put it in ../shared/data or ./data")
+    folder = tmp_path_factory.mktemp("run_all")
+    argv = ["--quick", "--data-dir", str(DATA), "--device", "cpu"]
+    printed = {}
+    save_checkpoint = runs.save_checkpoint
+
+    def stop_after_first_vae_epoch(path, kind, **state):
+        save_checkpoint(path, kind, **state)
+        if kind == "vae" and state["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        patch.setattr(run_all, "QUICK", TINY)
+        with patch.context() as ctrl_c, pytest.raises(SystemExit) as stopped:
+            ctrl_c.setattr(runs, "save_checkpoint", stop_after_first_vae_epoch)
+            run_all.main(argv)
+        printed["stopped"] = stopped.value.code
+        printed["after_ctrl_c"] = files_and_times(folder / "outputs")
+        metrics = run_all.main(argv)
+        printed["finished"] = files_and_times(folder / "outputs")
+
+        def must_not_run(*args, **kwargs):
+            raise AssertionError("a complete stage was run again")
+        for module in run_all.SCRIPTS.values():
+            patch.setattr(module, "main", must_not_run)
+        patch.setattr(run_all, "train_judges", must_not_run)
+        again = run_all.main(argv)
+        printed["again"] = files_and_times(folder / "outputs")
+    return folder, metrics, again, printed
+
+
+def test_ctrl_c_in_a_stage_exits_130_and_the_next_call_resumes_it(tiny_run):
+    folder, metrics, _, printed = tiny_run
+    assert printed["stopped"] == 130
+    root = folder / "outputs" / "quick"
+    after_ctrl_c = {str(path) for path in printed["after_ctrl_c"]}
+    assert "quick/vae_mnist/checkpoint.pt" in after_ctrl_c and "quick/vae_mnist/metrics.json" not in after_ctrl_c
+    assert not any(path.startswith("quick/gan_mnist") for path in after_ctrl_c)  # nothing after the stopped stage
+    record = json.loads((root / "run_all.json").read_text())["stages"]
+    assert record["vae_mnist"]["resumed"] and record["vae_mnist"]["command"].endswith("--resume")
+    assert "resuming from" in (root / "logs" / "vae_mnist.log").read_text()
+    # Two epochs in all, the first trained before the Ctrl-C: the resumed run trained only the second.
+    assert metrics["vae_mnist"]["epochs"] == 2
+    assert list(record) == STAGES and not any(record[name]["resumed"] for name in STAGES[1:])
+
+
+def test_the_report_holds_every_figure_number_and_stage_time(tiny_run):
+    folder, metrics, _, _ = tiny_run
+    root = folder / "outputs" / "quick"
+    md, page = (root / "report.md").read_text(), (root / "report.html").read_text()
+    embedded = re.findall(r'<img src="data:image/png;base64,([^"]+)"', page)
+    assert not re.search(r'src="(?!data:)', page)  # nothing the page would load from elsewhere: it opens offline
+    figures = [f"{name}/{file}" for name, listed in report.FIGURES.items() for file, _ in listed]
+    assert len(embedded) == len(figures) == 19
+    for path, encoded in zip(figures, embedded):
+        image = (root / path).read_bytes()
+        assert len(image) > 5_000 and base64.b64decode(encoded) == image, path
+        assert f"]({path})" in md and path in page
+    for name in ("losses.png", "progress.png"):  # the assignment's GAN and DCGAN figures
+        assert f"gan_mnist/{name}" in figures and f"dcgan_cifar10/{name}" in figures
+    assert {"dcgan_cifar10/real_vs_generated.png", "latent_interpolation/grid.png", "vae_mnist/elbo.png",
+            "vae_mnist/kl.png", "vae_anomaly_detection/histograms.png",
+            "vae_latent_space_visualization/tsne.png"} <= set(figures)
+
+    vae, anomaly, tsne = (metrics[name] for name in ("vae_mnist", "vae_anomaly_detection",
+                                                     "vae_latent_space_visualization"))
+    gan, walk, dcgan = (metrics[name] for name in ("gan_mnist", "latent_interpolation", "dcgan_cifar10"))
+    shares = dcgan["class_shares"]
+    headline = [f"{vae['test_loss']:.2f}", f"{anomaly['overall']['auroc']:.4f}", f"{anomaly['threshold']:.3g}",
+                f"{anomaly['overall']['tp']} of", f"{anomaly['overall']['fp']} of", f"{tsne['knn_accuracy_tsne']:.3f}",
+                f"{tsne['silhouette_tsne']:.3f}", f"{gan['frechet_distance']:.1f}",
+                f"{100 * min(gan['class_shares']):.1f}%", f"{walk['slerp_min_norm_ratio']:.2f}",
+                f"{dcgan['frechet_distance']:.1f}", f"{run_all.data.CIFAR10_CLASSES[shares.index(min(shares))]} ("]
+    record = json.loads((root / "run_all.json").read_text())["stages"]
+    times = [f"{record[name]['wall_seconds']:.1f} s wall clock" for name in STAGES]
+    for name in run_all.SCRIPTS:  # every row of every experiment's table, its two sentences and its command
+        headline += [value for _, value in report.NUMBERS[name](metrics[name])]
+        headline += [report.SUMMARIES[name].split(". ")[1][:40], record[name]["command"].split(" --")[0]]
+    versions = [f"torch {torch.__version__}", f"Python {sys.version.split()[0]}", report.git_commit(),
+                report.cpu_model()]
+    for text in headline + times + versions + ["quick run"]:
+        assert text in md, text
+        assert text.replace("'", "&#x27;") in page.replace("&quot;", '"'), text
+
+
+def test_a_second_call_skips_every_stage_and_rewrites_nothing_but_the_report(tiny_run, capsys):
+    folder, metrics, again, printed = tiny_run
+    assert again == metrics
+    changed = {str(path) for path in printed["finished"] if printed["again"][path] != printed["finished"][path]}
+    assert changed == {"quick/report.html"} or changed == {"quick/report.html", "quick/report.md"}
+    assert set(printed["again"]) == set(printed["finished"])
+
+
+def test_skipped_stages_print_one_line_each(tiny_run, monkeypatch, capsys):
+    folder, _, _, _ = tiny_run
+    monkeypatch.chdir(folder)
+    monkeypatch.setattr(run_all, "QUICK", TINY)
+    monkeypatch.setattr(run_all, "train_judges", None)  # called, it would fail the test
+    for module in run_all.SCRIPTS.values():
+        monkeypatch.setattr(module, "main", None)
+    run_all.main(["--quick", "--data-dir", str(DATA), "--device", "cpu"])
+    lines = capsys.readouterr().out.splitlines()
+    skipped = [line for line in lines if "skipped: complete" in line]
+    assert [line.split()[1] for line in skipped] == STAGES and len(lines) == len(STAGES) + 2
+
+
+def test_a_changed_setting_reruns_its_stage_and_the_stages_that_read_it(tiny_run, monkeypatch):
+    folder, _, _, _ = tiny_run
+    monkeypatch.chdir(folder)
+    changed = {**TINY, "vae_mnist": TINY["vae_mnist"] + ["--iw-samples", "2"]}
+    monkeypatch.setattr(run_all, "QUICK", changed)
+    cfg = cli.parse(run_all.SETTINGS, "", ["--quick", "--data-dir", str(DATA), "--device", "cpu"])
+    runs_now = run_all.stages_to_run(STAGES, cfg, Path("outputs/quick"))
+    assert [name for name in STAGES if runs_now[name]] == ["vae_mnist", "vae_anomaly_detection",
+                                                           "vae_latent_space_visualization"]
+
+
+def test_a_missing_data_folder_is_one_line_and_changes_nothing(tiny_run, monkeypatch, tmp_path):
+    folder, _, _, _ = tiny_run
+    monkeypatch.chdir(folder)
+    before = files_and_times(folder)
+    with pytest.raises(cli.UserError) as error:
+        run_all.main(["--quick", "--data-dir", str(tmp_path / "nowhere"), "--device", "cpu"])
+    assert "MNIST not found in" in str(error.value) and "\n" not in str(error.value)
+    assert files_and_times(folder) == before
+    monkeypatch.chdir(tmp_path)  # a clean folder stays empty
+    with pytest.raises(cli.UserError):
+        run_all.main(["--data-dir", str(tmp_path / "nowhere")])
+    assert not any(tmp_path.iterdir())
+
+
+def test_an_unknown_flag_is_one_line_and_exit_code_2(tmp_path):
+    result = subprocess.run([sys.executable, str(REPO / "run_all.py"), "--epochs", "3"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "unrecognized arguments: --epochs 3" in result.stderr and not any(tmp_path.iterdir())
