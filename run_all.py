@@ -112,8 +112,8 @@ def is_complete(name, argv, root):
     if not (config.is_file() and metrics.is_file()) or metrics.stat().st_mtime_ns < config.stat().st_mtime_ns:
         return False
     try:
-        written = json.loads(config.read_text())
-    except json.JSONDecodeError:
+        written = json.loads(config.read_text())["settings"]  # the run record of common/runs.py
+    except (json.JSONDecodeError, KeyError, TypeError):
         return False
     module = SCRIPTS[name]
     asked = vars(cli.parse(module.SETTINGS, module.__doc__, argv))
