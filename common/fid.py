@@ -73,7 +73,7 @@ def tf1_resize_bilinear(images, size=299):
     n, c, h, w = images.shape
     theta = torch.tensor([[1.0, 0.0, 1 / w - 1 / size], [0.0, 1.0, 1 / h - 1 / size]], dtype=images.dtype,
                          device=images.device)
-    grid = F.affine_grid(theta.expand(n, 2, 3), [n, c, size, size], align_corners=False)
+    grid = F.affine_grid(theta.repeat(n, 1, 1), [n, c, size, size], align_corners=False)  # as StyleGAN2-ADA builds it
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
