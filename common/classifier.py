@@ -24,8 +24,8 @@ MNIST_CACHE = "outputs/classifiers/mnist.pt"
 
 # The flag of every script that judges MNIST samples.
 MNIST_SETTINGS = {
-    "classifier": (MNIST_CACHE, "cached MNIST classifier for the quality numbers; trained there first (a few "
-                                "minutes on a CPU) if absent"),
+    "classifier": (MNIST_CACHE, "cached MNIST classifier for the quality numbers; trained there first if absent "
+                                "(BENCHMARKS.md: its time)"),
 }
 
 
@@ -70,8 +70,7 @@ def load_or_train(model, train, test, path, epochs=3, batch_size=128, lr=2e-3, s
     ``train`` and ``test`` are (uint8 N x C x H x W images, int64 labels) on the model's device. The model needs a
     ``config`` dict (its constructor's arguments), ``features(x)`` and ``head(features)`` giving logits. A file at
     ``path`` that is not a classifier of this config is refused, never retrained over: it may be the user's. Adam
-    with a linear decay to 0 over ``epochs``: enough for the small CNN to pass 99% on MNIST in three epochs (two
-    reach 99.0%).
+    with a linear decay to 0 over ``epochs``: three epochs take the small CNN to its accuracy on MNIST (BENCHMARKS.md).
     """
     path = Path(path)
     device = next(model.parameters()).device
@@ -118,7 +117,7 @@ def _train(model, train, test, path, epochs, batch_size, lr, seed):
 
 
 def mnist_classifier(data_dir, device, path=MNIST_CACHE, limit=0, log=print):
-    """The cached MNIST classifier (SmallCNN, 99.2% test accuracy), trained first if ``path`` is absent."""
+    """The cached MNIST classifier (SmallCNN; its test accuracy is returned and kept in metrics.json), trained first if ``path`` is absent."""
     model = SmallCNN(in_channels=1, image_size=28).to(device)
     train = data.load_mnist(data_dir, train=True, device=device, limit=limit)
     test = data.load_mnist(data_dir, train=False, device=device)
@@ -144,7 +143,7 @@ def features_and_probabilities(model, images, batch_size=1000):
 def sample_quality(model, generated, real_features):
     """Every quality number of uint8 ``generated`` images against the features of real test images.
 
-    frechet_distance: between the two feature Gaussians (lower is better; about 0 for a second set of real images);
+    frechet_distance: between the two feature Gaussians (lower is better; small but not 0 for a second set of real images, BENCHMARKS.md);
     inception_score: 1 to K (higher is better); class_shares: fraction of images per predicted class;
     min_class_share: the rarest class's share (1/K when balanced, 0 under mode collapse).
     """
@@ -162,16 +161,16 @@ CIFAR10_CACHE = "outputs/classifiers/cifar10.pt"
 
 # The flag of every script that judges CIFAR-10 samples.
 CIFAR10_SETTINGS = {
-    "classifier": (CIFAR10_CACHE, "cached CIFAR-10 classifier for the quality numbers; trained there first (about "
-                                  "five minutes on 2 CPU cores, decoding the JPEGs included) if absent"),
+    "classifier": (CIFAR10_CACHE, "cached CIFAR-10 classifier for the quality numbers; trained there first if absent "
+                                  "(BENCHMARKS.md: its time, decoding the JPEGs included)"),
 }
 
 
 def cifar10_classifier(data_dir, device, path=CIFAR10_CACHE, limit=0, log=print):
-    """The cached CIFAR-10 classifier (SmallCNN, 69.1% test accuracy), trained first if ``path`` is absent.
+    """The cached CIFAR-10 classifier (SmallCNN; its test accuracy is returned and kept in metrics.json), trained first if ``path`` is absent.
 
     Its features need not be those of a strong classifier, only the same in every run: the distances compare between
-    runs. Three epochs without augmentation (wider layers or more epochs cost minutes for a few points of accuracy).
+    runs. Three epochs without augmentation (wider layers or more epochs cost far more time than the few points of accuracy they add).
     """
     model = SmallCNN(in_channels=3, image_size=32, channels=32, hidden=FEATURES).to(device)
     train = data.load_cifar10(data_dir, train=True, device=device, limit=limit, log=log)
