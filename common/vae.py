@@ -289,6 +289,19 @@ def load_validation_split(data_dir, device):
     return images[-VALIDATION_SIZE:], labels[-VALIDATION_SIZE:]
 
 
+def saw_validation_split(checkpoint, log=print):
+    """Whether the checkpoint's VAE was trained on the validation digits, with a warning if so: then they score lower
+    than unseen digits do, and a percentile of their scores is too low a threshold (more false positives than the
+    percentile promises)."""
+    train_examples = checkpoint.get("train_examples")
+    if train_examples is not None and train_examples <= 60_000 - VALIDATION_SIZE:
+        return False
+    log(f"warning: this VAE was trained on {train_examples or 'all 60,000'} MNIST training images, the "
+        f"{VALIDATION_SIZE:,} validation digits among them, so the threshold comes out too low; retrain it "
+        f"with vae_mnist.py, which holds them out")
+    return True
+
+
 # The flag of every script that reuses vae_mnist.py's model.
 CHECKPOINT_SETTINGS = {
     "vae_checkpoint": ("outputs/vae_mnist/checkpoint.pt",
