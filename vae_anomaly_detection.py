@@ -348,13 +348,13 @@ def main(argv=None):
     out = runs.output_folder(__file__, cfg.out_dir)
     runs.write_json(out / "config.json", vars(cfg))
     generator = runs.seed_everything(cfg.seed)
-    timer = runs.Timer(device)
     if cfg.normal_digit:
         return one_class_benchmark(cfg, device, out)
     model, checkpoint = vae.load_or_train_vae(cfg.vae_checkpoint, cfg.data_dir, device, cfg.seed)
     if not distributed.is_main():
         return None  # under torchrun: the other processes' part was training the VAE, if it was absent
 
+    timer = runs.Timer(device)
     vae_saw_validation = vae.saw_validation_split(checkpoint)
     # (1) The threshold, from normal validation digits only.
     detector = calibrate(cfg, model, device)
