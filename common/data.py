@@ -229,23 +229,14 @@ def _decode(path):
 
 def load_user_images(path):
     """A user's own 28 x 28 images as (ids, float N x 1 x 28 x 28 in [0, 1] on the CPU): a .npy or .npz array
-    (USER_ARRAYS; ids 0, 1, ...; in an .npz the array named 'images' or its only one) or a folder of greyscale PNG
-    images (ids: the file names). Anything else stops with one line naming the file and what is expected."""
+    (USER_ARRAYS; ids 0, 1, ...; in an .npz the array named 'images' or its only one) or a folder of PNG images (ids:
+    the file names). Anything else stops with one line naming the file and what is expected."""
     path = Path(path)
     if path.is_dir():
-        files = sorted(path.glob("*.png"))
+        files = sorted(file for file in path.iterdir() if file.suffix.lower() == ".png" and file.is_file())
         if not files:
             raise UserError(f"no *.png images in {path}: expected a folder of 28 x 28 PNG images")
-        images = []
-        for file in files:
-            try:
-                image = io.decode_png(io.read_file(str(file)), mode=io.ImageReadMode.GRAY)
-            except RuntimeError:
-                raise UserError(f"{file} is not a readable PNG: expected 28 x 28 greyscale PNG images") from None
-            if image.shape != (1, 28, 28):
-                raise UserError(f"{file} is {image.shape[2]} x {image.shape[1]} pixels: expected 28 x 28")
-            images.append(image)
-        return [file.name for file in files], to_unit_range(torch.stack(images))
+        return [file.name for file in files], torch.stack([_read_grey_png(file) for file in files])[:, None]
     if path.suffix not in (".npy", ".npz") or not path.is_file():
         raise UserError(f"--score {path}: expected an existing .npy or .npz file or a folder of PNG images")
     try:
@@ -271,6 +262,26 @@ def load_user_images(path):
         raise UserError(f"{path} holds {array.dtype} values from {array.min()} to {array.max()}: "
                         f"expected uint8 0..255 or float 0..1")
     return [str(i) for i in range(len(images))], images[:, None]
+
+
+def _read_grey_png(file):
+    """One PNG -> float 28 x 28 grey levels in [0, 1]. 8- and 16-bit greyscale keep their levels, each scaled by its
+    own maximum; palette and colour images become grey as PIL converts them (ITU-R 601-2 luma). A transparent pixel
+    has no grey level of its own, so an image with one is refused."""
+    try:
+        with Image.open(file) as image:
+            image.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):  # what PIL raises for damaged files
+        raise UserError(f"{file} is not a readable PNG: expected 28 x 28 greyscale PNG images") from None
+    if image.size != (28, 28):
+        raise UserError(f"{file} is {image.size[0]} x {image.size[1]} pixels: expected 28 x 28")
+    if image.mode in ("LA", "PA", "RGBA") or "transparency" in image.info:
+        if np.asarray(image.convert("RGBA"))[..., 3].min() < 255:
+            raise UserError(f"{file} has transparent pixels: expected opaque images, white digits on black as in "
+                            f"MNIST")
+    if image.mode.startswith("I"):  # 16-bit greyscale ("I;16", or "I" in older PIL)
+        return torch.from_numpy(np.array(image, dtype=np.float32)) / 65535
+    return to_unit_range(torch.from_numpy(np.array(image.convert("L"))))
 
 
 def resize_and_crop(images, size):

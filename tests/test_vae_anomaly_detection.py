@@ -6,12 +6,13 @@ import sys
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torchvision import io
 
 import vae_anomaly_detection as vad
 import vae_mnist
 from common import anomaly_scores, cli, corruptions, data, vae
-from tests.conftest import DATA
+from tests.conftest import DATA, folder_fingerprint
 
 FIGURES = ["histograms.png", "roc.png", "gallery.png"]
 CALIBRATE = vad.calibrate  # the real one, for the test that checks what it looks at
@@ -222,19 +223,22 @@ def test_scores_a_png_folder_and_the_same_images_as_npy_alike(data_dir, tmp_path
     images[0] = 255 - images[0]                          # one plain anomaly among eleven digits
     folder = tmp_path / "pngs"
     folder.mkdir()
+    (tmp_path / "pngs16").mkdir()
     for i, image in enumerate(images):
         io.write_png(image, str(folder / f"digit_{i:02d}.png"))
+        Image.fromarray(image[0].numpy().astype(np.uint16) * 257).save(tmp_path / "pngs16" / f"digit_{i:02d}.png")
     np.save(tmp_path / "digits.npy", images[:, 0].numpy())                             # N x 28 x 28 uint8
     np.savez(tmp_path / "digits.npz", images=images.float().numpy() / 255)             # N x 1 x 28 x 28 float
 
     results = {}
-    for name in ("pngs", "digits.npy", "digits.npz"):
+    for name in ("pngs", "pngs16", "digits.npy", "digits.npz"):
         run(data_dir, tmp_path / name.replace(".", "_"), small_vae, "--score", str(tmp_path / name))
         with open(tmp_path / name.replace(".", "_") / "scores.csv") as file:
             results[name] = list(csv.DictReader(file))
     assert [row["id"] for row in results["pngs"]] == [f"digit_{i:02d}.png" for i in range(12)]
     assert [row["id"] for row in results["digits.npy"]] == [str(i) for i in range(12)]
-    for name in ("digits.npy", "digits.npz"):
+    assert [row["id"] for row in results["pngs16"]] == [row["id"] for row in results["pngs"]]
+    for name in ("pngs16", "digits.npy", "digits.npz"):
         assert [float(row["score"]) for row in results[name]] == \
             pytest.approx([float(row["score"]) for row in results["pngs"]], abs=1e-3)
         assert [row["is_anomaly"] for row in results[name]] == [row["is_anomaly"] for row in results["pngs"]]
@@ -274,16 +278,28 @@ def test_bad_score_input_is_one_line_naming_the_file(tmp_path, make, expected):
     assert expected in message and str(path) in message and "\n" not in message, message
 
 
-def test_a_png_of_the_wrong_size_is_one_line_and_exit_code_2(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("write, expected", [
+    (lambda path: io.write_png(torch.zeros(1, 32, 32, dtype=torch.uint8), str(path)), "is 32 x 32 pixels: expected 28"),
+    (lambda path: Image.fromarray(np.zeros((28, 28, 4), np.uint8)).save(path), "has transparent pixels: expected"),
+])
+def test_a_png_it_cannot_score_is_one_line_exit_code_2_and_leaves_the_output_folder_alone(tmp_path, monkeypatch,
+                                                                                          capsys, write, expected):
     (tmp_path / "pngs").mkdir()
-    io.write_png(torch.zeros(1, 32, 32, dtype=torch.uint8), str(tmp_path / "pngs" / "big.png"))
+    io.write_png(torch.zeros(1, 28, 28, dtype=torch.uint8), str(tmp_path / "pngs" / "a_good.png"))
+    write(tmp_path / "pngs" / "bad.png")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "scores.csv").write_text("id,score,is_anomaly\nearlier,1.0,0\n")   # an earlier run's
+    before = folder_fingerprint(out)
     # cli.run as the command line runs it, in this process: a second torch start-up would take 6 s.
-    monkeypatch.setattr(sys, "argv", ["vae_anomaly_detection.py", "--score", str(tmp_path / "pngs")])
+    monkeypatch.setattr(sys, "argv", ["vae_anomaly_detection.py", "--score", str(tmp_path / "pngs"), "--out-dir",
+                                      str(out), "--data-dir", str(tmp_path / "nowhere")])
     with pytest.raises(SystemExit) as exit_code:
         cli.run(vad.main)
     stderr = capsys.readouterr().err
-    assert exit_code.value.code == 2 and stderr.count("\n") == 1
-    assert "big.png is 32 x 32 pixels: expected 28 x 28" in stderr, stderr
+    assert exit_code.value.code == 2 and stderr.count("\n") == 1, stderr
+    assert f"{tmp_path / 'pngs' / 'bad.png'} {expected}" in stderr, stderr
+    assert folder_fingerprint(out) == before
 
 
 @pytest.mark.parametrize("flags, expected", [
