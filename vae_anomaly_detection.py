@@ -345,12 +345,13 @@ def main(argv=None):
     types = parse_corruptions(cfg.corruptions)
     user_images = data.load_user_images(cfg.score) if cfg.score else None  # bad input stops here, before any work
     device = runs.pick_device(cfg.device)
+    if not cfg.normal_digit:  # before the output folder: a --vae-checkpoint that does not exist leaves it untouched
+        model, checkpoint = vae.load_or_train_vae(cfg.vae_checkpoint, cfg.data_dir, device, cfg.seed)
     out = runs.output_folder(__file__, cfg.out_dir)
     runs.write_json(out / "config.json", vars(cfg))
     generator = runs.seed_everything(cfg.seed)
     if cfg.normal_digit:
         return one_class_benchmark(cfg, device, out)
-    model, checkpoint = vae.load_or_train_vae(cfg.vae_checkpoint, cfg.data_dir, device, cfg.seed)
     if not distributed.is_main():
         return None  # under torchrun: the other processes' part was training the VAE, if it was absent
 

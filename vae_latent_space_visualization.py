@@ -155,11 +155,11 @@ def main(argv=None):
         raise cli.UserError(f"--perplexity {cfg.perplexity} needs more than {3 * cfg.perplexity:.0f} points; "
                             f"raise --num-points (now {cfg.num_points}) or lower --perplexity")
     device = runs.pick_device(cfg.device)
+    # Before the output folder: a --vae-checkpoint that does not exist leaves it untouched.
+    model, _ = vae.load_or_train_vae(cfg.vae_checkpoint, cfg.data_dir, device, cfg.seed)
     out = runs.output_folder(__file__, cfg.out_dir)
     runs.write_json(out / "config.json", vars(cfg))
     generator = runs.seed_everything(cfg.seed)
-
-    model, _ = vae.load_or_train_vae(cfg.vae_checkpoint, cfg.data_dir, device, cfg.seed)
     if not distributed.is_main():
         return None  # under torchrun: the other processes' part was training the VAE, if it was absent
     images, labels = data.load_mnist(cfg.data_dir, train=False, device=device)
