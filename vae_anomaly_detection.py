@@ -28,6 +28,9 @@ from types import SimpleNamespace
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.colors import to_rgba
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from common import anomaly_scores, cli, data, distributed, plots, runs, vae
@@ -175,50 +178,68 @@ def evaluate(cfg, types, all_scores, kinds, detector, vae_saw_validation):
 
 # ----- figures -----
 
-def plot_histograms(path, scores, kinds, types, threshold, score_name):
-    """Normal digits against each anomaly type. The axis is linear near 0 and logarithmic beyond (arcsinh spacing):
-    scores like ``combined`` can be negative, and the anomalies' span orders of magnitude."""
+def plot_histograms(path, scores, kinds, metrics):
+    """Normal digits against each anomaly type, one panel per type, the development types first. The axis is linear
+    near 0 and logarithmic beyond (arcsinh spacing): scores like ``combined`` can be negative, and the anomalies'
+    span orders of magnitude."""
+    per_type, threshold, score_name = metrics["per_type"], metrics["threshold"], metrics["anomaly_score"]
+    types = sorted(per_type, key=lambda kind: group_of(kind) == "held_out")
     bins = np.sinh(np.linspace(np.arcsinh(scores.min()), np.arcsinh(scores.max() * 1.01), 80))
     rows = -(-len(types) // 4)
-    figure, all_axes = plt.subplots(rows, 4, figsize=(16, 3.2 * rows + 0.4), sharex=True, squeeze=False)
+    # Constrained layout leaves room for the title, the shared legend and the axis labels around the panels.
+    figure, all_axes = plt.subplots(rows, 4, figsize=(16, 2.6 * rows + 1.2), sharex=True, squeeze=False,
+                                    layout="constrained")
     for axes in all_axes.flat[len(types):]:
         axes.remove()
+    colours = ("tab:blue", "tab:red")  # normal digits, the panel's anomalies
     for axes, kind in zip(all_axes.flat, types):
-        name = f"{kind.replace('_', ' ')} ({group_of(kind).replace('_', '-')})"
-        # Each group's share of images per bin: densities would shrink the wide bins of the log axis to nothing.
-        for group, colour, label in [("normal", "tab:blue", "normal test digits"), (kind, "tab:red", name)]:
-            chosen = scores[kinds == group]
-            axes.hist(chosen, bins, weights=np.full(len(chosen), 1 / len(chosen)), alpha=0.6, color=colour,
-                      histtype="stepfilled",  # one polygon, not 80 bars: half the drawing time
-                      label=label)
-        axes.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3g}")
+        for chosen, colour in zip([scores[kinds == "normal"], scores[kinds == kind]], colours):
+            # Each group's share of images per bin (densities would shrink the wide bins of the log axis to nothing),
+            # filled see-through and outlined, so that where the two overlap both stay visible.
+            axes.hist(chosen, bins, weights=np.full(len(chosen), 1 / len(chosen)), histtype="stepfilled",
+                      facecolor=to_rgba(colour, 0.35), edgecolor=colour, linewidth=1)
+        axes.axvline(threshold, color="black", linestyle="--", linewidth=1)
         axes.set_xscale("symlog", linthresh=1)
-        axes.set(title=name, xlabel=f"{score_name} score (log scale beyond +-1)", ylabel="share of images per bin")
-        axes.tick_params(labelbottom=True)
-        axes.legend(fontsize=7)
-    figure.suptitle(f"Anomaly scores ({score_name}) of normal MNIST test digits against each anomaly type")
-    figure.tight_layout(rect=(0, 0, 1, 1 - 0.3 / (3.2 * rows + 0.4)))  # room for the title above the top row
+        axes.set_title(f"{kind.replace('_', ' ')} ({group_of(kind).replace('_', '-')}): AUROC "
+                       f"{per_type[kind]['auroc']:.4f}", fontsize=10)
+        axes.tick_params(labelbottom=True, labelsize=8)
+    # One legend for every panel, above them, under the figure's title: inside the panels it would cover the bars.
+    handles = [Patch(facecolor=to_rgba(colour, 0.35), edgecolor=colour) for colour in colours] + \
+        [Line2D([], [], color="black", linestyle="--")]
+    figure.legend(handles, ["normal test digits", "the panel's anomaly type", f"threshold {threshold:.3g}"],
+                  loc="outside upper center", ncol=3, frameon=False, title_fontsize="large",
+                  title=f"Anomaly scores ({score_name}) of normal MNIST test digits against each anomaly type")
+    figure.supxlabel(f"{score_name} score (log scale beyond +-1)")
+    figure.supylabel("share of images per bin")
     plots.save_figure(figure, path)
 
 
-def plot_roc(path, scores, kinds, types, per_type, score_name):
-    """One panel per group of types, so that the held-out curves are read apart from the ones tuned on."""
-    groups = [group for group in ("development", "held_out") if any(group_of(kind) == group for kind in types)]
-    figure, all_axes = plt.subplots(1, len(groups), figsize=(6.5 * len(groups), 5.5), squeeze=False)
+def plot_roc(path, scores, kinds, metrics):
+    """One panel per group of types, so that the held-out curves are read apart from the ones tuned on. In each the
+    weakest type comes first, every curve has its own colour and line style, and the legend sits beneath the axes."""
+    per_type, score_name = metrics["per_type"], metrics["anomaly_score"]
+    groups = list(metrics["groups"])
+    figure, all_axes = plt.subplots(1, len(groups), figsize=(6.5 * len(groups), 7.5), squeeze=False)
     normal = kinds == "normal"
     for axes, group in zip(all_axes[0], groups):
-        in_group = [kind for kind in types if group_of(kind) == group]
-        for kind, colour in zip(in_group, plt.cm.tab20(np.arange(len(in_group)) % 20)):  # 15 distinct colours
+        in_group = sorted((kind for kind in per_type if group_of(kind) == group),
+                          key=lambda kind: per_type[kind]["auroc"])
+        for index, kind in enumerate(in_group):
             chosen = normal | (kinds == kind)
             fpr, tpr, _ = roc_curve(kinds[chosen] == kind, scores[chosen])
-            axes.plot(fpr, tpr, color=colour, label=f"{kind.replace('_', ' ')} (AUROC {per_type[kind]['auroc']:.4f})")
+            # tab10's ten distinct colours solid, then again dashed: no two curves alike.
+            axes.plot(fpr, tpr, color=plt.cm.tab10(index % 10), linestyle=("-", "--", ":")[index // 10 % 3],
+                      linewidth=1.5, label=f"{kind.replace('_', ' ')} (AUROC {per_type[kind]['auroc']:.4f})")
+        if metrics["test_false_positive_rate"]:  # where the detector works: what the threshold flags
+            axes.axvline(metrics["test_false_positive_rate"], color="black", linestyle="--", linewidth=0.8,
+                         label="the threshold")
         # A log x-axis: at AUROCs near 1 everything that differs happens at false-positive rates below 10%.
         axes.set(xscale="log", xlim=(1 / normal.sum(), 1), ylim=(0, 1.01),
                  xlabel="false-positive rate (normal test digits flagged, log scale)",
                  ylabel="true-positive rate (anomalies flagged)",
                  title=f"{group.replace('_', '-')} types ({score_name})")
         axes.grid(alpha=0.3)
-        axes.legend(fontsize=7, loc="lower right")
+        axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False)
     plots.save_figure(figure, path)
 
 
@@ -371,12 +392,13 @@ def main(argv=None):
     # (3) Count what the threshold flags, per type and overall.
     metrics = evaluate(cfg, types, all_scores, kinds, detector, vae_saw_validation)
     # (4) The figures.
-    scores, threshold = all_scores[cfg.anomaly_score], detector.threshold
-    plot_histograms(out / "histograms.png", scores, kinds, types, threshold, cfg.anomaly_score)
-    plot_roc(out / "roc.png", scores, kinds, types, metrics["per_type"], cfg.anomaly_score)
+    scores = all_scores[cfg.anomaly_score]
+    plot_histograms(out / "histograms.png", scores, kinds, metrics)
+    plot_roc(out / "roc.png", scores, kinds, metrics)
     if not cfg.benchmark:
         weakest = (metrics["groups"].get("held_out") or metrics["groups"]["development"])["weakest"]
-        plot_gallery(out / "gallery.png", model, detector.grey_levels, images, scores, kinds, threshold, weakest)
+        plot_gallery(out / "gallery.png", model, detector.grey_levels, images, scores, kinds, detector.threshold,
+                     weakest)
     metrics["seconds"] = timer.elapsed()
     runs.write_json(out / ("benchmark.json" if cfg.benchmark else "metrics.json"), metrics)
     print_report(metrics)
