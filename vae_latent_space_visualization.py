@@ -204,9 +204,8 @@ def main(argv=None):
                             f"raise --num-points (now {cfg.num_points}) or lower --perplexity")
     device = runs.pick_device(cfg.device)
     out = runs.open_run(__file__, cfg, device)
-    generator = runs.seed_everything(cfg.seed)
-
     model, _ = vae.load_or_train_vae(cfg.vae_checkpoint, cfg.data_dir, device, cfg.seed)
+    generator = runs.seed_everything(cfg.seed)
     if not distributed.is_main():
         return None  # under torchrun: the other processes' part was training the VAE, if it was absent
     images, labels = data.load_mnist(cfg.data_dir, train=False, device=device)

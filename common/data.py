@@ -10,8 +10,10 @@ import itertools
 import math
 import os
 import struct
+import zipfile
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from torchvision import datasets, io
@@ -26,6 +28,7 @@ MNIST_LIKE = {"mnist": datasets.MNIST, "fashion-mnist": datasets.FashionMNIST}
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 CACHE_DIR = DEFAULT_DATA_DIR / "cache"  # decoded image folders; never inside a folder the user named
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")  # what load_image_folder reads, in any letter case
+USER_ARRAYS = "N x 28 x 28 or N x 1 x 28 x 28, uint8 0..255 or float 0..1"  # what load_user_images reads
 
 
 def data_folder(data_dir=None):
@@ -272,6 +275,63 @@ def _decode(path):
         with Image.open(path) as file:
             image = TF.pil_to_tensor(file.convert("RGB"))
     return TF.to_dtype(image, torch.uint8, scale=True)  # 16-bit PNGs decode to uint16
+
+
+def load_user_images(path):
+    """A user's own 28 x 28 images as (ids, float N x 1 x 28 x 28 in [0, 1] on the CPU): a .npy or .npz array
+    (USER_ARRAYS; ids 0, 1, ...; in an .npz the array named 'images' or its only one) or a folder of PNG images (ids:
+    the file names). Anything else stops with one line naming the file and what is expected."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(file for file in path.iterdir() if file.suffix.lower() == ".png" and file.is_file())
+        if not files:
+            raise UserError(f"no *.png images in {path}: expected a folder of 28 x 28 PNG images")
+        return [file.name for file in files], torch.stack([_read_grey_png(file) for file in files])[:, None]
+    if path.suffix not in (".npy", ".npz") or not path.is_file():
+        raise UserError(f"--score {path}: expected an existing .npy or .npz file or a folder of PNG images")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if path.suffix == ".npz":
+            keys = list(loaded.keys())
+            if "images" not in keys and len(keys) != 1:
+                raise UserError(f"{path} holds arrays {keys}: expected one array, or one named 'images'")
+            loaded = loaded["images" if "images" in keys else keys[0]]
+        array = np.asarray(loaded)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:  # an .npz is a zip archive
+        raise UserError(f"{path} is not a readable numpy file ({error.__class__.__name__}): "
+                        f"expected an array of {USER_ARRAYS}") from None
+    if array.ndim == 4 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 3 or array.shape[1:] != (28, 28) or len(array) == 0:
+        raise UserError(f"{path} holds an array of shape {array.shape}: expected {USER_ARRAYS}")
+    if array.dtype == np.uint8:
+        images = torch.from_numpy(array).float() / 255
+    elif np.issubdtype(array.dtype, np.floating) and np.isfinite(array).all() and 0 <= array.min() <= array.max() <= 1:
+        images = torch.from_numpy(array.astype(np.float32))
+    else:
+        raise UserError(f"{path} holds {array.dtype} values from {array.min()} to {array.max()}: "
+                        f"expected uint8 0..255 or float 0..1")
+    return [str(i) for i in range(len(images))], images[:, None]
+
+
+def _read_grey_png(file):
+    """One PNG -> float 28 x 28 grey levels in [0, 1]. 8- and 16-bit greyscale keep their levels, each scaled by its
+    own maximum; palette and colour images become grey as PIL converts them (ITU-R 601-2 luma). A transparent pixel
+    has no grey level of its own, so an image with one is refused."""
+    try:
+        with Image.open(file) as image:
+            image.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):  # what PIL raises for damaged files
+        raise UserError(f"{file} is not a readable PNG: expected 28 x 28 greyscale PNG images") from None
+    if image.size != (28, 28):
+        raise UserError(f"{file} is {image.size[0]} x {image.size[1]} pixels: expected 28 x 28")
+    if image.mode in ("LA", "PA", "RGBA") or "transparency" in image.info:
+        if np.asarray(image.convert("RGBA"))[..., 3].min() < 255:
+            raise UserError(f"{file} has transparent pixels: expected opaque images, white digits on black as in "
+                            f"MNIST")
+    if image.mode.startswith("I"):  # 16-bit greyscale ("I;16", or "I" in older PIL)
+        return torch.from_numpy(np.array(image, dtype=np.float32)) / 65535
+    return to_unit_range(torch.from_numpy(np.array(image.convert("L"))))
 
 
 def resize_and_crop(images, size):

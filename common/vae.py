@@ -294,19 +294,39 @@ def load_validation_split(data_dir, device):
     return images[-VALIDATION_SIZE:], labels[-VALIDATION_SIZE:]
 
 
+def saw_validation_split(checkpoint, log=print):
+    """Whether the checkpoint's VAE was trained on the validation digits, with a warning if so: then they score lower
+    than unseen digits do, and a percentile of their scores is too low a threshold (more false positives than the
+    percentile promises)."""
+    train_examples = checkpoint.get("train_examples")
+    if train_examples is not None and train_examples <= 60_000 - VALIDATION_SIZE:
+        return False
+    log(f"warning: this VAE was trained on {train_examples or 'all 60,000'} MNIST training images, the "
+        f"{VALIDATION_SIZE:,} validation digits among them, so the threshold comes out too low; retrain it "
+        f"with vae_mnist.py, which holds them out")
+    return True
+
+
+DEFAULT_CHECKPOINT = Path("outputs/vae_mnist/checkpoint.pt")  # where vae_mnist.py saves its VAE by default
 # The flag of every script that reuses vae_mnist.py's model.
 CHECKPOINT_SETTINGS = {
-    "vae_checkpoint": ("outputs/vae_mnist/checkpoint.pt",
-                       "the trained VAE to use; if absent, one is trained there first with vae_mnist.py's defaults"),
+    "vae_checkpoint": (str(DEFAULT_CHECKPOINT),
+                       "the trained VAE to use; if the default is absent, one is trained there first with "
+                       "vae_mnist.py's defaults"),
 }
 
 
 def load_or_train_vae(checkpoint_path, data_dir, device, seed=0, log=print):
-    """The VAE saved at ``checkpoint_path`` (--vae-checkpoint) and its checkpoint, trained there first with the
-    default recipe on the training split if the file is absent. Under torchrun every process trains and only rank 0
-    gets the VAE: the others get (None, None), their part done."""
+    """The VAE saved at ``checkpoint_path`` (--vae-checkpoint) and its checkpoint. At the default path an absent
+    file is trained there first with the default recipe on the training split; any other path must exist (a typo
+    is one line, not minutes of training). Under torchrun every process trains and only rank 0 gets the VAE: the
+    others get (None, None), their part done."""
     checkpoint_path = Path(checkpoint_path)
     if not distributed.from_main(checkpoint_path.exists):
+        if checkpoint_path.resolve() != DEFAULT_CHECKPOINT.resolve():
+            raise UserError(f"--vae-checkpoint {checkpoint_path} does not exist: pass the checkpoint.pt that "
+                            f"vae_mnist.py wrote, or leave the flag out to use {DEFAULT_CHECKPOINT} (trained "
+                            f"there first if absent)")
         log(f"no VAE at {checkpoint_path}: training one with vae_mnist.py's defaults first")
         cfg = SimpleNamespace(**cli.defaults(SETTINGS), seed=seed, resume=False)
         train_images = load_training_split(data_dir, device)

@@ -1,4 +1,5 @@
 """Shared fixtures: the real datasets a user already has, and an isolated folder per test."""
+import hashlib
 import os
 from pathlib import Path
 
@@ -19,6 +20,13 @@ def find_data():
 
 
 DATA = find_data()  # found once, at collection, from the directory pytest runs in
+
+
+def folder_fingerprint(folder):
+    """Every file under ``folder`` with its bytes and modification time: equal before and after means the run left
+    the folder alone."""
+    return {str(path.relative_to(folder)): (hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns)
+            for path in sorted(Path(folder).rglob("*")) if path.is_file()}
 
 
 @pytest.fixture

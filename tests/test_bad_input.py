@@ -21,7 +21,7 @@ import dcgan_cifar10
 import gan_mnist
 import vae_mnist
 from common import classifier, cli, data, gan, runs, vae
-from tests.conftest import DATA, REPO
+from tests.conftest import DATA, REPO, folder_fingerprint
 
 
 def run_script(script, *args, timeout=180):
@@ -135,6 +135,39 @@ def test_a_checkpoint_of_another_kind_is_refused_and_left_alone(data_dir, tmp_pa
     assert f"{path} {expected}" in message and f"pass {flag} the path of" in message
     assert fingerprint(path) == before
 
+
+
+@pytest.mark.parametrize("script", ["vae_anomaly_detection.py", "vae_latent_space_visualization.py"])
+def test_a_vae_checkpoint_that_does_not_exist_is_one_line_not_minutes_of_training(data_dir, tmp_path, monkeypatch,
+                                                                                  capsys, script):
+    def train_vae(*args, **kwargs):
+        raise AssertionError("a VAE was trained for a --vae-checkpoint the user named")
+    monkeypatch.setattr(vae, "train_vae", train_vae)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.json").write_text('{"from": "an earlier run"}')
+    before = folder_fingerprint(out)
+    typo = tmp_path / "outputs" / "vae_mnist" / "checkpont.pt"
+    monkeypatch.setattr(sys, "argv", [script, "--vae-checkpoint", str(typo), "--data-dir", str(data_dir),
+                                      "--out-dir", str(out), "--device", "cpu"])
+    with pytest.raises(SystemExit) as exit_code:
+        cli.run(importlib.import_module(script.removesuffix(".py")).main)
+    stderr = capsys.readouterr().err
+    assert exit_code.value.code == 2 and stderr.count("\n") == 1, stderr
+    assert f"--vae-checkpoint {typo} does not exist" in stderr, stderr
+    assert folder_fingerprint(out) == before and not typo.parent.exists()
+
+
+def test_the_default_vae_checkpoint_is_trained_there_when_absent(data_dir, monkeypatch):
+    trained = []
+
+    def train_vae(cfg, train_images, test_images, device, checkpoint_path, log=print):
+        write_vae_checkpoint(checkpoint_path)  # stands for minutes of training
+        trained.append(checkpoint_path)
+    monkeypatch.setattr(vae, "train_vae", train_vae)
+    model, checkpoint = vae.load_or_train_vae(vae.DEFAULT_CHECKPOINT, data_dir, "cpu", log=lambda _: None)
+    assert trained == [vae.DEFAULT_CHECKPOINT] and isinstance(model, vae.MLPVAE)
+    assert checkpoint["train_examples"] == 100
 
 @pytest.mark.parametrize("write, expected", [
     (write_vae_checkpoint, "holds a VAE (written by vae_mnist.py), not a cached classifier"),

@@ -2,8 +2,10 @@
 import argparse
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from common import cli, data, runs, vae
 
@@ -144,3 +146,38 @@ def test_same_seed_same_numbers_other_seed_other_numbers(data_dir, tmp_path):
                            log=lambda _: None)[1] for i, seed in enumerate([7, 7, 8])]
     assert runs_[0]["test_loss"] == runs_[1]["test_loss"]
     assert runs_[0]["test_loss"] != runs_[2]["test_loss"]
+
+
+def test_a_users_pngs_of_every_kind_load_as_their_grey_levels(tmp_path):
+    levels = (np.arange(28 * 28).reshape(28, 28) * 7 % 256).astype(np.uint8)   # every grey level, scattered
+    opaque = np.full_like(levels, 255)
+    kinds = {"a_grey_8_bit": Image.fromarray(levels),
+             "grey_16_bit": Image.fromarray(levels.astype(np.uint16) * 257),  # 257 x: the same level on 16 bits
+             "grey_opaque_alpha": Image.fromarray(np.stack([levels, opaque], -1), "LA"),
+             "palette": Image.fromarray(levels).convert("P"),
+             "rgb": Image.fromarray(np.stack([levels] * 3, -1)),
+             "rgb_opaque_alpha": Image.fromarray(np.stack([levels] * 3 + [opaque], -1))}
+    for name, image in kinds.items():
+        image.save(tmp_path / f"{name}.png")
+    Image.fromarray(levels > 127).save(tmp_path / "one_bit.PNG")   # any letter case
+    ids, images = data.load_user_images(tmp_path)
+    assert ids == sorted([*(f"{name}.png" for name in kinds), "one_bit.PNG"]) and images.shape == (7, 1, 28, 28)
+    expected = torch.from_numpy(levels).float() / 255
+    for name, image in zip(ids, images):
+        wanted = (expected > 0.5).float() if name == "one_bit.PNG" else expected
+        assert torch.allclose(image[0], wanted, atol=1e-6), name
+    assert Image.open(tmp_path / "grey_16_bit.png").mode == "I;16"
+
+
+@pytest.mark.parametrize("write, expected", [
+    (lambda path: Image.fromarray(np.zeros((32, 28), np.uint8)).save(path), "is 28 x 32 pixels: expected 28 x 28"),
+    (lambda path: Image.fromarray(np.zeros((28, 28, 4), np.uint8)).save(path), "has transparent pixels"),
+    (lambda path: path.write_bytes(b"\x89PNG\r\n\x1a\n cut short"), "is not a readable PNG"),
+])
+def test_a_png_that_cannot_be_read_as_28_x_28_grey_levels_is_one_line_naming_it(tmp_path, write, expected):
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "a_good.png")
+    write(tmp_path / "bad.png")
+    with pytest.raises(cli.UserError) as error:
+        data.load_user_images(tmp_path)
+    message = str(error.value)
+    assert message.startswith(f"{tmp_path / 'bad.png'} ") and expected in message and "\n" not in message, message

@@ -6,12 +6,13 @@ import sys
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torchvision import io
 
 import vae_anomaly_detection as vad
 import vae_mnist
-from common import cli, data, vae
-from tests.conftest import DATA
+from common import anomaly_scores, cli, corruptions, data, vae
+from tests.conftest import DATA, folder_fingerprint
 
 FIGURES = ["histograms.png", "roc.png", "gallery.png"]
 CALIBRATE = vad.calibrate  # the real one, for the test that checks what it looks at
@@ -75,13 +76,13 @@ def test_detects_corruptions_with_a_threshold_from_validation_digits_only(data_d
     assert json.loads((tmp_path / "run" / "metrics.json").read_text()) == json.loads(json.dumps(metrics))
     for name in FIGURES:
         assert (tmp_path / "run" / name).stat().st_size > 20_000, name
-    assert list(metrics["per_type"]) == list(vad.ANOMALY_TYPES) and not metrics["vae_saw_validation"]
+    assert list(metrics["per_type"]) == list(corruptions.ANOMALY_TYPES) and not metrics["vae_saw_validation"]
     assert metrics["anomaly_score"] == "combined" and set(metrics["groups"]) == {"development", "held_out"}
     # Heavily noised digits all score above clean ones, even for a VAE trained for seconds.
     assert metrics["per_type"]["gaussian_noise"]["auroc"] > 0.99
     assert metrics["overall"]["auroc"] > 0.9
     counts = metrics["overall"]
-    assert counts["tp"] + counts["fn"] == len(vad.ANOMALY_TYPES) * metrics["num_per_anomaly_type"]
+    assert counts["tp"] + counts["fn"] == len(corruptions.ANOMALY_TYPES) * metrics["num_per_anomaly_type"]
     assert counts["fp"] + counts["tn"] == metrics["num_normal"] > 1000
     # About 1% of unseen normal digits fall above the 99th percentile of the validation digits.
     assert 0.001 < metrics["test_false_positive_rate"] < 0.03 and metrics["val_false_positive_rate"] == \
@@ -103,26 +104,26 @@ def test_detects_corruptions_with_a_threshold_from_validation_digits_only(data_d
     # It is the percentile of the validation digits' scores, under the grey-level model counted on training digits
     # (checked on the first 1,000 validation digits, rescored here).
     train_images = vae.load_training_split(data_dir, "cpu", vad.GREY_LEVEL_DIGITS)
-    grey_levels = vad.fit_grey_levels(model, data.to_unit_range(train_images))
+    grey_levels = anomaly_scores.fit_grey_levels(model, data.to_unit_range(train_images))
     assert torch.equal(detector.grey_levels, grey_levels)
     val_images, _ = vae.load_validation_split(data_dir, "cpu")
     assert len(val_images) == vae.VALIDATION_SIZE
-    rescored = vad.score_images(model, data.to_unit_range(val_images[:1000]), grey_levels)
-    for name in vad.COMBINED_SCORES:
+    rescored = anomaly_scores.score_images(model, data.to_unit_range(val_images[:1000]), grey_levels)
+    for name in anomaly_scores.COMBINED_SCORES:
         assert rescored[name] == pytest.approx(detector.validation_scores[name][:1000], rel=1e-5)
     assert metrics["threshold"] == pytest.approx(np.percentile(detector.validation_scores["combined"], 99), rel=1e-5)
 
 
 def test_the_groups_are_fixed_and_split_every_type_once():
-    assert vad.HELD_OUT == ("impulse_noise", "motion_blur", "rotate", "translate", "fog", "spatter", "dotted_line",
+    assert corruptions.HELD_OUT == ("impulse_noise", "motion_blur", "rotate", "translate", "fog", "spatter", "dotted_line",
                             "canny_edges")
-    assert set(vad.DEVELOPMENT) | set(vad.HELD_OUT) == set(vad.ANOMALY_TYPES)
-    assert not set(vad.DEVELOPMENT) & set(vad.HELD_OUT)
-    assert len(vad.MNIST_C) == 15 and set(vad.ORIGINAL) <= set(vad.DEVELOPMENT)
-    assert set(CORRUPTION_CHECKS) == set(vad.MNIST_C)    # every MNIST-C type has its check below
-    assert vad.parse_corruptions("rotate, held_out ,blur") == ("blur", *vad.HELD_OUT)
+    assert set(corruptions.DEVELOPMENT) | set(corruptions.HELD_OUT) == set(corruptions.ANOMALY_TYPES)
+    assert not set(corruptions.DEVELOPMENT) & set(corruptions.HELD_OUT)
+    assert len(corruptions.MNIST_C) == 15 and set(corruptions.ORIGINAL) <= set(corruptions.DEVELOPMENT)
+    assert set(CORRUPTION_CHECKS) == set(corruptions.MNIST_C)    # every MNIST-C type has its check below
+    assert corruptions.parse_corruptions("rotate, held_out ,blur") == ("blur", *corruptions.HELD_OUT)
     with pytest.raises(cli.UserError, match="unknown type or group 'rotation'"):
-        vad.parse_corruptions("rotation")
+        corruptions.parse_corruptions("rotation")
 
 
 def ink_centre(x):
@@ -181,14 +182,14 @@ CORRUPTION_CHECKS = {
 
 
 def gaussian_ink(x):
-    return vad.gaussian_blur(x, 1.0).gt(0.01).float()
+    return corruptions.gaussian_blur(x, 1.0).gt(0.01).float()
 
 
-@pytest.mark.parametrize("kind", vad.CORRUPTIONS)
+@pytest.mark.parametrize("kind", corruptions.CORRUPTIONS)
 def test_each_corruption_is_deterministic_for_a_seed_and_does_what_its_name_says(data_dir, kind):
     images, _ = data.load_mnist(data_dir, train=False, limit=16)
     x = data.to_unit_range(images)
-    first, again, other = (vad.corrupt(x, kind, torch.Generator().manual_seed(seed)) for seed in (0, 0, 1))
+    first, again, other = (corruptions.corrupt(x, kind, torch.Generator().manual_seed(seed)) for seed in (0, 0, 1))
     assert torch.equal(first, again) and first.shape == x.shape and 0 <= first.min() <= first.max() <= 1
     assert torch.equal(first, (first * 255).round() / 255)          # on MNIST's 256 grey levels
     assert not torch.equal(first, x)
@@ -199,14 +200,14 @@ def test_each_corruption_is_deterministic_for_a_seed_and_does_what_its_name_says
 
 def test_glass_blur_swaps_pixels_and_blurs_each_column_on_its_own():
     levels = torch.arange(2 * 28 * 28.0).view(2, 1, 28, 28)
-    swapped = vad.glass_swaps(levels, torch.Generator().manual_seed(0))
+    swapped = corruptions.glass_swaps(levels, torch.Generator().manual_seed(0))
     assert torch.equal(swapped.flatten(1).sort(1).values, levels.flatten(1))      # a permutation of each image
     assert (swapped != levels).float().mean() > 0.3
     # Rows 0-1 and columns 0-1 are never a sweep's pixel, only a partner: a value moves there from one step away.
     assert torch.equal(swapped[..., 0, 0], levels[..., 0, 0])
     line = torch.zeros(1, 1, 28, 28)
     line[..., 14] = 1.0
-    assert torch.equal(vad.skimage_gaussian(line, 0.7, horizontal=False), line)   # a vertical line stays put
+    assert torch.equal(corruptions.skimage_gaussian(line, 0.7, horizontal=False), line)   # a vertical line stays put
 
 
 def test_the_mnist_c_benchmark_scores_every_test_digit_per_type(data_dir, tmp_path, small_vae, monkeypatch):
@@ -222,19 +223,22 @@ def test_scores_a_png_folder_and_the_same_images_as_npy_alike(data_dir, tmp_path
     images[0] = 255 - images[0]                          # one plain anomaly among eleven digits
     folder = tmp_path / "pngs"
     folder.mkdir()
+    (tmp_path / "pngs16").mkdir()
     for i, image in enumerate(images):
         io.write_png(image, str(folder / f"digit_{i:02d}.png"))
+        Image.fromarray(image[0].numpy().astype(np.uint16) * 257).save(tmp_path / "pngs16" / f"digit_{i:02d}.png")
     np.save(tmp_path / "digits.npy", images[:, 0].numpy())                             # N x 28 x 28 uint8
     np.savez(tmp_path / "digits.npz", images=images.float().numpy() / 255)             # N x 1 x 28 x 28 float
 
     results = {}
-    for name in ("pngs", "digits.npy", "digits.npz"):
+    for name in ("pngs", "pngs16", "digits.npy", "digits.npz"):
         run(data_dir, tmp_path / name.replace(".", "_"), small_vae, "--score", str(tmp_path / name))
         with open(tmp_path / name.replace(".", "_") / "scores.csv") as file:
             results[name] = list(csv.DictReader(file))
     assert [row["id"] for row in results["pngs"]] == [f"digit_{i:02d}.png" for i in range(12)]
     assert [row["id"] for row in results["digits.npy"]] == [str(i) for i in range(12)]
-    for name in ("digits.npy", "digits.npz"):
+    assert [row["id"] for row in results["pngs16"]] == [row["id"] for row in results["pngs"]]
+    for name in ("pngs16", "digits.npy", "digits.npz"):
         assert [float(row["score"]) for row in results[name]] == \
             pytest.approx([float(row["score"]) for row in results["pngs"]], abs=1e-3)
         assert [row["is_anomaly"] for row in results[name]] == [row["is_anomaly"] for row in results["pngs"]]
@@ -274,16 +278,28 @@ def test_bad_score_input_is_one_line_naming_the_file(tmp_path, make, expected):
     assert expected in message and str(path) in message and "\n" not in message, message
 
 
-def test_a_png_of_the_wrong_size_is_one_line_and_exit_code_2(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("write, expected", [
+    (lambda path: io.write_png(torch.zeros(1, 32, 32, dtype=torch.uint8), str(path)), "is 32 x 32 pixels: expected 28"),
+    (lambda path: Image.fromarray(np.zeros((28, 28, 4), np.uint8)).save(path), "has transparent pixels: expected"),
+])
+def test_a_png_it_cannot_score_is_one_line_exit_code_2_and_leaves_the_output_folder_alone(tmp_path, monkeypatch,
+                                                                                          capsys, write, expected):
     (tmp_path / "pngs").mkdir()
-    io.write_png(torch.zeros(1, 32, 32, dtype=torch.uint8), str(tmp_path / "pngs" / "big.png"))
+    io.write_png(torch.zeros(1, 28, 28, dtype=torch.uint8), str(tmp_path / "pngs" / "a_good.png"))
+    write(tmp_path / "pngs" / "bad.png")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "scores.csv").write_text("id,score,is_anomaly\nearlier,1.0,0\n")   # an earlier run's
+    before = folder_fingerprint(out)
     # cli.run as the command line runs it, in this process: a second torch start-up would take 6 s.
-    monkeypatch.setattr(sys, "argv", ["vae_anomaly_detection.py", "--score", str(tmp_path / "pngs")])
+    monkeypatch.setattr(sys, "argv", ["vae_anomaly_detection.py", "--score", str(tmp_path / "pngs"), "--out-dir",
+                                      str(out), "--data-dir", str(tmp_path / "nowhere")])
     with pytest.raises(SystemExit) as exit_code:
         cli.run(vad.main)
     stderr = capsys.readouterr().err
-    assert exit_code.value.code == 2 and stderr.count("\n") == 1
-    assert "big.png is 32 x 32 pixels: expected 28 x 28" in stderr, stderr
+    assert exit_code.value.code == 2 and stderr.count("\n") == 1, stderr
+    assert f"{tmp_path / 'pngs' / 'bad.png'} {expected}" in stderr, stderr
+    assert folder_fingerprint(out) == before
 
 
 @pytest.mark.parametrize("flags, expected", [

@@ -1,0 +1,212 @@
+"""Anomaly scores of MNIST digits under a trained VAE: one small function per score in the SCORES table, each one
+value per image, higher = more anomalous; ``combined`` is built from three of them (``combine``). And the counts
+that judge a threshold on a score (``confusion``).
+
+Every score sees a ``Batch``: the VAE, float images x in [0, 1], the decoder's logits at z = mu(x) (x_hat below is
+their sigmoid, the pixel means) and the grey-level model of ``fit_grey_levels``.
+"""
+import math
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
+from torchvision import io
+
+from common import data, runs, vae
+from common.corruptions import gaussian_blur
+
+INK_OFFSET = 10.0  # relative_error's denominator is the image's ink (sum of pixel values, ~100 for a digit) + this
+RESIDUAL_BLUR = 1.0  # relative_error smooths the residual x - x_hat with a Gaussian of this standard deviation (pixels)
+GREY_LEVELS = 256  # the grey-level model's values: MNIST's 8-bit levels
+CONTEXT_BINS = (16, 8)  # the grey-level model's context: a pixel's darkest neighbour, the decoder's mean there
+MNIST_BOX = 20  # MNIST's digits are scaled to fit a 20 x 20 box, aspect kept (LeCun et al. 1998) ...
+MNIST_CENTRE = 14.0  # ... and shifted so that their centre of mass is at pixel (14, 14)
+# combined = the largest of these, each standardised on the normal validation digits.
+COMBINED_SCORES = ("geometry", "grey_levels", "stroke_texture")
+
+
+class Batch(NamedTuple):
+    model: nn.Module
+    x: torch.Tensor            # n x 1 x 28 x 28 in [0, 1]
+    logits: torch.Tensor       # the decoder's at z = mu(x)
+    grey_levels: torch.Tensor  # fit_grey_levels' table
+
+
+# ----- the grey-level model and MNIST's geometry -----
+
+def neighbour_minimum(x):
+    """Per pixel, the darkest of its four neighbours (black beyond the border)."""
+    padded = F.pad(x, (1, 1, 1, 1))
+    return torch.stack([padded[..., :-2, 1:-1], padded[..., 2:, 1:-1],
+                        padded[..., 1:-1, :-2], padded[..., 1:-1, 2:]]).amin(0)
+
+
+def grey_level_context(x, logits):
+    """Each pixel's context for the grey-level model: its darkest neighbour (16 bins) and the decoder's mean there
+    (8 bins), as one index."""
+    darkest = (neighbour_minimum(x) * CONTEXT_BINS[0]).long().clamp(max=CONTEXT_BINS[0] - 1)
+    mean = (torch.sigmoid(logits) * CONTEXT_BINS[1]).long().clamp(max=CONTEXT_BINS[1] - 1)
+    return darkest * CONTEXT_BINS[1] + mean
+
+
+def grey_level(x):
+    return (x * (GREY_LEVELS - 1)).round().long()
+
+
+def pixel_nll(x, logits, grey_levels):
+    """-log p(x_ij | context) per pixel under the grey-level model, in nats (n x 1 x 28 x 28)."""
+    return -grey_levels[grey_level_context(x, logits), grey_level(x)]
+
+
+@torch.no_grad()
+def fit_grey_levels(model, images, batch_size=1000):
+    """log p(grey level | context) for every context, counted on the normal digits ``images`` (floats in [0, 1]).
+
+    The Bernoulli decoder gives a grey pixel the same likelihood whether it sits at the edge of a stroke, where
+    MNIST's anti-aliasing puts grey, or inside one, where a clean digit is white: it is blind to noise that keeps
+    the strokes' shape. A categorical over the 256 levels (the output of PixelCNN, van den Oord et al. 2016),
+    conditioned on the decoder's mean and on the darkest neighbour, sees it: inside a stroke every neighbour is
+    bright and a clean pixel is too. Fitted by counting (add-0.01 smoothing), it needs no training of its own.
+    """
+    cells = math.prod(CONTEXT_BINS) * GREY_LEVELS
+    counts = torch.zeros(cells, device=images.device)
+    for x in images.split(batch_size):
+        logits = model.decode(model.encode(x)[0])
+        counts += torch.bincount((grey_level_context(x, logits) * GREY_LEVELS + grey_level(x)).flatten(),
+                                 minlength=cells)
+    counts = counts.view(-1, GREY_LEVELS) + 0.01
+    return (counts / counts.sum(1, keepdim=True)).log()
+
+
+def geometry_error(x):
+    """How far each image is from MNIST's normalisation, in pixels: |the longer side of the ink's bounding box - 20|
+    plus the distance of the centre of mass from (14, 14). Zero, or nearly, for a clean digit."""
+    ink = x[:, 0] > 0.25                                                                 # n x 28 x 28
+    position = torch.arange(28, device=x.device)
+
+    def extent(lit):  # n x 28: rows (or columns) holding ink -> how many from the first to the last, 0 if none
+        first = torch.where(lit, position, 28).amin(1)
+        return (torch.where(lit, position, -1).amax(1) - first + 1).clamp(min=0)
+
+    side = torch.maximum(extent(ink.any(2)), extent(ink.any(1)))
+    mass = x.sum((1, 2, 3)).clamp(min=1e-6)
+    centre = torch.stack([(x.sum((1, 3)) * position).sum(1), (x.sum((1, 2)) * position).sum(1)], dim=1)
+    return (side - MNIST_BOX).abs() + (centre / mass[:, None] - MNIST_CENTRE).norm(dim=1)
+
+
+def png_bits(x):
+    """Each image's length in bits as a PNG at the strongest compression: Serra et al.'s (2020) input complexity."""
+    return torch.tensor([8.0 * len(io.encode_png(image, compression_level=9)) for image in data.to_uint8(x)],
+                        device=x.device)
+
+
+# ----- the scores -----
+
+def reconstruction(batch):
+    """-log p(x | z = mu(x)) under the Bernoulli decoder, in nats."""
+    return F.binary_cross_entropy_with_logits(batch.logits, batch.x, reduction="none").flatten(1).sum(1)
+
+
+def elbo(batch):
+    """The negative ELBO, reconstruction plus KL, for one z ~ q(z|x) (drawn from torch's seeded generator)."""
+    sampled_reconstruction, kl = vae.negative_elbo(batch.model, batch.x)
+    return sampled_reconstruction + kl
+
+
+def relative_error(batch):
+    """|blur(x - x_hat)|^2 / (sum(x) + INK_OFFSET), blur a Gaussian of RESIDUAL_BLUR pixels.
+
+    The one-class benchmark's score: likelihoods favour simple images, so a VAE trained on eights gives a one, with
+    few lit pixels, a lower -log p(x) than most eights get. Dividing the squared error by the image's ink removes
+    most of that, and smoothing the residual first discounts what every reconstruction gets slightly wrong, the exact
+    edges of the strokes, while keeping what a wrong digit gets wrong, whole strokes (each variant's one-class AUROC
+    is in BENCHMARKS.md).
+    """
+    x = batch.x
+    smoothed_error = gaussian_blur(torch.sigmoid(batch.logits) - x, RESIDUAL_BLUR).pow(2).flatten(1).sum(1)
+    return smoothed_error / (x.flatten(1).sum(1) + INK_OFFSET)
+
+
+def grey_level_nll(batch):
+    """-log p(x) under the grey-level model, summed over the image, per unit of ink (the pixels above 0.1, plus
+    INK_OFFSET), so a digit with many strokes is not suspect for its edges alone."""
+    ink = (batch.x > 0.1).flatten(1).sum(1)
+    return pixel_nll(batch.x, batch.logits, batch.grey_levels).flatten(1).sum(1) / (ink + INK_OFFSET)
+
+
+def stroke_texture(batch):
+    """The grey-level model's -log p per pixel inside the strokes (all four neighbours above 0.5), where shot noise
+    is."""
+    inside = neighbour_minimum(batch.x) > 0.5
+    return ((pixel_nll(batch.x, batch.logits, batch.grey_levels) * inside).flatten(1).sum(1) /
+            (inside.flatten(1).sum(1) + INK_OFFSET))
+
+
+def geometry(batch):
+    """``geometry_error``: for digits moved, scaled or turned from MNIST's normalisation."""
+    return geometry_error(batch.x)
+
+
+def complexity(batch):
+    """Reconstruction in bits minus the PNG length: Serra et al.'s (2020) correction of a likelihood for how simple
+    an image is."""
+    return reconstruction(batch) / math.log(2) - png_bits(batch.x)
+
+
+SCORES = {"reconstruction": reconstruction, "elbo": elbo, "relative_error": relative_error,
+          "grey_levels": grey_level_nll, "stroke_texture": stroke_texture, "geometry": geometry,
+          "complexity": complexity}
+ANOMALY_SCORES = ("combined", *SCORES)  # what --anomaly-score chooses from, with iw_nll
+
+
+@torch.no_grad()
+def score_images(model, images, grey_levels, batch_size=1000, seed=0, iw_samples=0):
+    """Every score of SCORES for float ``images`` in [0, 1], as numpy arrays; with ``iw_samples``, also iw_nll, the
+    importance-weighted -log p(x) (Burda et al. 2016). The ELBO's and iw_nll's samples are seeded, so the same
+    images always get the same scores."""
+    model.eval()
+    runs.seed_everything(seed)
+    scores = {name: [] for name in SCORES}
+    for x in images.split(batch_size):
+        batch = Batch(model, x, model.decode(model.encode(x)[0]), grey_levels)
+        for name, score in SCORES.items():
+            scores[name].append(score(batch))
+    scores = {name: torch.cat(values).cpu().numpy() for name, values in scores.items()}
+    if iw_samples:
+        runs.seed_everything(seed)
+        scores["iw_nll"] = vae.importance_weighted_nll_per_image(model, images, iw_samples).cpu().numpy()
+    return scores
+
+
+def combine(scores, validation_scores):
+    """Add ``combined`` to ``scores``: the largest of the COMBINED_SCORES, each standardised by its mean and standard
+    deviation over the normal validation digits (``validation_scores``), so that each flags what it alone sees."""
+    standardised = [(scores[name] - validation_scores[name].mean()) / validation_scores[name].std()
+                    for name in COMBINED_SCORES]
+    return {"combined": np.maximum.reduce(standardised), **scores}
+
+
+# ----- judging a threshold -----
+
+def confusion(scores, labels, threshold):
+    """Counts and rates of ``score > threshold`` as the anomaly call (labels: True for anomalies), AUROC, AUPRC."""
+    flagged = scores > threshold
+    tp, fp = int((flagged & labels).sum()), int((flagged & ~labels).sum())
+    fn, tn = int((~flagged & labels).sum()), int((~flagged & ~labels).sum())
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"threshold": float(threshold), "tp": tp, "fp": fp, "tn": tn, "fn": fn, "precision": precision,
+            "recall": recall, "f1": f1, "auroc": float(roc_auc_score(labels, scores)),
+            "auprc": float(average_precision_score(labels, scores))}
+
+
+def best_f1_threshold(scores, labels):
+    """The threshold that maximises F1 on the evaluation mix itself: a bound in hindsight, not a usable calibration."""
+    precision, recall, thresholds = precision_recall_curve(labels, scores)
+    f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
+    # precision_recall_curve flags score >= threshold, ours score > threshold: step just below it.
+    return float(np.nextafter(thresholds[int(np.argmax(f1))], -np.inf))
