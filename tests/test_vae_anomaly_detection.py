@@ -115,8 +115,8 @@ def test_detects_corruptions_with_a_threshold_from_validation_digits_only(data_d
 
 
 def test_the_groups_are_fixed_and_split_every_type_once():
-    assert corruptions.HELD_OUT == ("impulse_noise", "motion_blur", "rotate", "translate", "fog", "spatter", "dotted_line",
-                            "canny_edges")
+    assert corruptions.HELD_OUT == ("impulse_noise", "motion_blur", "rotate", "translate", "fog", "spatter",
+                                    "dotted_line", "canny_edges")
     assert set(corruptions.DEVELOPMENT) | set(corruptions.HELD_OUT) == set(corruptions.ANOMALY_TYPES)
     assert not set(corruptions.DEVELOPMENT) & set(corruptions.HELD_OUT)
     assert len(corruptions.MNIST_C) == 15 and set(corruptions.ORIGINAL) <= set(corruptions.DEVELOPMENT)
