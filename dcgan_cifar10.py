@@ -37,25 +37,31 @@ import torch.nn.functional as F
 from common import classifier, cli, data, dcgan, distributed, fid, gan, plots, runs
 
 SETTINGS = {
+    # Shared with the other scripts (common/cli.py, classifier.py, fid.py): --data-dir, --out-dir, --device auto,
+    # --seed 0, --limit 0, --resume, --num-samples 0, --classifier outputs/classifiers/cifar10.pt, --fid none,
+    # --fid-samples 50000. cli.FIXED marks a setting that --resume must keep: it shapes the networks, the data or its
+    # order, the loss or the optimizers' betas (--seed and --limit are fixed too, and --data-dir for a folder).
     **cli.TRAINING_SETTINGS,
     **classifier.CIFAR10_SETTINGS,
     "dataset": ("cifar10", "cifar10 (its 50k training images), or folder: every image under --data-dir, in "
-                           "sub-folders or not (jpg, jpeg, png, webp, bmp)", ("cifar10", "folder")),
+                           "sub-folders or not (jpg, jpeg, png, webp, bmp)", ("cifar10", "folder"), cli.FIXED),
     "image_size": (32, "pixels on a side, 32 or 64 (the paper's size); images are resized on the short side and "
-                       "centre-cropped", "[32, 64]"),
-    "epochs": (10, "passes over the training images"),
-    "batch_size": (128, "real images per step (and as many generated ones), the paper's 128", "[1, inf)"),
-    "latent_dim": (100, "size of z, the paper's 100", "[1, inf)"),
+                       "centre-cropped", "[32, 64]", cli.FIXED),
+    "epochs": (10, "passes over the training images (0: sample the saved checkpoint, no training); --resume may add "
+                   "more"),
+    "batch_size": (128, "real images per step (and as many generated ones), the paper's 128", "[1, inf)", cli.FIXED),
+    "latent_dim": (100, "size of z, the paper's 100", "[1, inf)", cli.FIXED),
     "base_channels": (48, "channels of G's last and D's first hidden layer, doubling layer by layer (paper: 128)",
-                      "[1, inf)"),
-    "lr_g": (2e-4, "Adam learning rate of G", "(0, inf)"),
-    "lr_d": (2e-4, "Adam learning rate of D; e.g. 4e-4 with --lr-g 1e-4 for two time scales (Heusel et al. 2017)",
-             "(0, inf)"),
-    "beta1": (0.5, "Adam beta1 of both networks (beta2 = 0.999), as in Radford et al. 2016", "[0, 1)"),
+                      "[1, inf)", cli.FIXED),
+    "lr_g": (2e-4, "Adam learning rate of G; a resumed run takes the new rate", "(0, inf)"),
+    "lr_d": (2e-4, "Adam learning rate of D; e.g. 4e-4 with --lr-g 1e-4 for two time scales (Heusel et al. 2017); "
+                   "a resumed run takes the new rate", "(0, inf)"),
+    "beta1": (0.5, "Adam beta1 of both networks (beta2 = 0.999), as in Radford et al. 2016", "[0, 1)", cli.FIXED),
     "loss": ("bce", "bce (the non-saturating loss of Goodfellow et al. 2014) or hinge (Lim & Ye 2017)",
-             ("bce", "hinge")),
-    "spectral_norm": (False, "spectral normalisation instead of batch norm in D (Miyato et al. 2018)"),
-    "ema_decay": (0.999, "sample from an exponential moving average of G's weights with this decay (0: off)", "[0, 1)"),
+             ("bce", "hinge"), cli.FIXED),
+    "spectral_norm": (False, "spectral normalisation instead of batch norm in D (Miyato et al. 2018)", cli.FIXED),
+    "ema_decay": (0.999, "sample from an exponential moving average of G's weights with this decay (0: off)",
+                  "[0, 1)", cli.FIXED),
     "quality_every": (1, "measure sample quality every N epochs (and always after the last)", "[1, inf)"),
     "quality_samples": (5000, "generated images per quality measurement during training, against as many held-out "
                                "training images", "[2, 5000]"),
@@ -64,12 +70,6 @@ SETTINGS = {
                             "distance, best.pt) or last (checkpoint.pt); a folder has no best.pt", ("best", "last")),
     **fid.SETTINGS,
 }
-
-# The settings a run must keep to be continued with --resume: they shape the networks, the data and its order, the
-# loss or the optimizers' betas; the data's own settings (data_settings) are added to these. --epochs may grow;
-# --lr-g and --lr-d may change (a resumed run takes the new rates).
-FIXED_ON_RESUME = ("batch_size", "limit", "latent_dim", "base_channels", "spectral_norm", "loss", "beta1",
-                   "ema_decay", "seed")
 GRID_SIZE = 64  # fixed-noise images shown after every epoch, 8 x 8
 NO_CLASSES_NOTE = ("a folder of images has no CIFAR-10 classes: no classifier-based distance, inception score or "
                    "class shares, no best.pt; the samples come from the last epoch. --fid inception adds the "
@@ -161,7 +161,7 @@ def train(cfg, train_images, device, out, quality):
     runs.seed_everything(cfg.seed)  # the initial weights are the seed's too
     checkpoint_path = out / "checkpoint.pt"
     distributed.check_batch_size(cfg.batch_size)
-    checkpoint = gan.resume_or_start(checkpoint_path, cfg, "dcgan", FIXED_ON_RESUME + data_settings(cfg))
+    checkpoint = gan.resume_or_start(checkpoint_path, cfg, "dcgan", cli.fixed_on_resume(SETTINGS) + data_settings(cfg))
     generator, discriminator, optimizer_g, optimizer_d = build(cfg, device, checkpoint)
     average = copy.deepcopy(generator)  # the weight average samples come from (a copy of G while ema_decay is 0)
     history, first_epoch = gan.restore(checkpoint, generator, average, discriminator, optimizer_g, optimizer_d,

@@ -23,31 +23,33 @@ import torch
 from common import classifier, cli, data, distributed, fid, gan, plots, runs
 
 SETTINGS = {
+    # Shared with the other scripts (common/cli.py, classifier.py, fid.py): --data-dir, --out-dir, --device auto,
+    # --seed 0, --limit 0, --resume, --num-samples 0, --classifier outputs/classifiers/mnist.pt, --fid none,
+    # --fid-samples 50000. cli.FIXED marks a setting that --resume must keep: it shapes the networks, the data or its
+    # order, or the optimizers' betas (--seed and --limit are fixed too).
     **cli.TRAINING_SETTINGS,
     **classifier.MNIST_SETTINGS,
     **fid.SETTINGS,
-    "epochs": (11, "passes over the 60k training images"),
-    "batch_size": (64, "real images per step (and as many generated ones)", "[1, inf)"),
-    "latent_dim": (64, "size of z", "[1, inf)"),
-    "g_width": (256, "generator hidden layers: g_width, 2 g_width, 4 g_width units", "[1, inf)"),
-    "d_width": (512, "discriminator hidden layers: d_width, d_width / 2 units", "[2, inf)"),
-    "lr_g": (1e-3, "Adam learning rate of G (2e-4, the usual GAN rate, needs about three times the epochs)",
-             "(0, inf)"),
-    "lr_d": (1e-3, "Adam learning rate of D", "(0, inf)"),
-    "beta1": (0.5, "Adam beta1 of both networks (beta2 = 0.999), as in Radford et al. 2016", "[0, 1)"),
-    "real_label": (0.9, "target for real images in D's loss; below 1 is one-sided label smoothing", "(0, 1]"),
-    "minibatch_std": (True, "give D the batch's feature spread as one more input (Karras et al. 2018)"),
-    "ema_decay": (0.999, "sample from an exponential moving average of G's weights with this decay (0: off)", "[0, 1)"),
+    "epochs": (11, "passes over the 60k training images (0: sample the saved checkpoint, no training); --resume "
+                   "may add more"),
+    "batch_size": (64, "real images per step (and as many generated ones)", "[1, inf)", cli.FIXED),
+    "latent_dim": (64, "size of z", "[1, inf)", cli.FIXED),
+    "g_width": (256, "generator hidden layers: g_width, 2 g_width, 4 g_width units", "[1, inf)", cli.FIXED),
+    "d_width": (512, "discriminator hidden layers: d_width, d_width / 2 units", "[2, inf)", cli.FIXED),
+    "lr_g": (1e-3, "Adam learning rate of G (2e-4, the usual GAN rate, needs about three times the epochs); a "
+                   "resumed run takes the new rate", "(0, inf)"),
+    "lr_d": (1e-3, "Adam learning rate of D; a resumed run takes the new rate", "(0, inf)"),
+    "beta1": (0.5, "Adam beta1 of both networks (beta2 = 0.999), as in Radford et al. 2016", "[0, 1)", cli.FIXED),
+    "real_label": (0.9, "target for real images in D's loss; below 1 is one-sided label smoothing", "(0, 1]",
+                   cli.FIXED),
+    "minibatch_std": (True, "give D the batch's feature spread as one more input (Karras et al. 2018)", cli.FIXED),
+    "ema_decay": (0.999, "sample from an exponential moving average of G's weights with this decay (0: off)",
+                  "[0, 1)", cli.FIXED),
     "quality_every": (1, "measure sample quality every N epochs and after the last (0: after the last only)"),
     "quality_samples": (5000, "generated images per quality measurement during training", "[2, inf)"),
     "eval_images": (10000, "generated and real test images behind the final quality numbers (10k, as for FID)",
                     "[2, 10000]"),
 }
-
-# The settings a run must keep to be continued with --resume: they shape the networks, the data order or the
-# optimizers' betas. --epochs may grow; --lr-g and --lr-d may change (a resumed run takes the new rates).
-FIXED_ON_RESUME = ("batch_size", "limit", "latent_dim", "g_width", "d_width", "minibatch_std", "beta1", "real_label",
-                   "ema_decay", "seed")
 GRID_SIZE = 64  # fixed-noise images shown after every epoch, 8 x 8
 
 
@@ -67,7 +69,7 @@ def train(cfg, train_images, device, checkpoint_path, quality):
     fused = device.type in ("cpu", "cuda")
     optimizer_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, 0.999), fused=fused)
     optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, 0.999), fused=fused)
-    checkpoint = gan.resume_or_start(checkpoint_path, cfg, "mlp", FIXED_ON_RESUME)
+    checkpoint = gan.resume_or_start(checkpoint_path, cfg, "mlp", cli.fixed_on_resume(SETTINGS))
     history, first_epoch = gan.restore(checkpoint, generator, average, discriminator, optimizer_g, optimizer_d,
                                        (cfg.lr_g, cfg.lr_d))
     distributed.broadcast_parameters(generator, discriminator)  # under torchrun: the same start in every process

@@ -29,6 +29,8 @@ from sklearn.neighbors import KNeighborsClassifier
 from common import cli, data, distributed, plots, runs, vae
 
 SETTINGS = {
+    # Shared with the other scripts (common/cli.py, vae.py): --data-dir, --out-dir, --device auto, --seed 0,
+    # --vae-checkpoint outputs/vae_mnist/checkpoint.pt.
     **cli.BASE_SETTINGS,
     **vae.CHECKPOINT_SETTINGS,
     "num_points": (10_000, "MNIST test images to encode and embed (a seeded random subset when fewer than 10,000)",
