@@ -4,12 +4,14 @@ classifier the project trains itself.
 The convolutional GAN of Radford et al. (2016) (common/dcgan.py) with their recipe: Adam at 2e-4 with beta1 0.5,
 batch 128, z of size 100, the non-saturating loss; D updated first on a real and a generated batch, then G. Real
 images get random horizontal flips, on the device. Samples come from an exponential moving average of G's weights,
-which changes nothing in training and lowers the Frechet distance for free. Sample quality is tracked after every
-epoch as the Frechet distance in the features of a small CIFAR-10 classifier (common/classifier.py) to 5,000
-training images, and the epoch with the lowest one is kept as best.pt beside the last checkpoint: DCGAN is known to
-degrade late in training. The final numbers compare 10,000 samples with the 10,000 test images, which the choice of
-epoch never saw. The other well-known stabilisers are flags: --spectral-norm, --loss hinge, --lr-g/--lr-d (two time
-scales); BENCHMARKS.md compares them.
+warmed up over the first steps, whose batch-norm statistics are re-estimated: it changes nothing in training and
+lowers the Frechet distance for free. Sample quality is tracked after every epoch as the Frechet distance in the
+features of a small CIFAR-10 classifier (common/classifier.py) to 5,000 training images, and the epoch with the
+lowest one is kept as best.pt beside the last checkpoint: DCGAN is known to degrade late in training. The final
+numbers compare 10,000 samples with the 10,000 test images, which the choice of epoch never saw. The other
+well-known stabilisers are flags: --spectral-norm, --loss hinge, --lr-g/--lr-d (two time scales); BENCHMARKS.md
+compares them. train_step below is the algorithm; the epoch loop around it (resume, the weight average, checkpoints,
+quality tracking) is common/gan.py's train, shared with gan_mnist.py.
 
 --dataset folder --data-dir DIR trains on every image under DIR instead (class sub-folders optional, ignored),
 resized and centre-cropped to --image-size; 64 is the paper's size, with one more strided layer in both networks.
@@ -27,7 +29,6 @@ real_vs_generated.png, metrics.json, config.json, checkpoint.pt, best.pt and, wi
 (quality.png and best.pt for CIFAR-10 only).
 """
 import contextlib
-import copy
 import functools
 from pathlib import Path
 
@@ -37,25 +38,31 @@ import torch.nn.functional as F
 from common import classifier, cli, data, dcgan, distributed, fid, gan, plots, runs
 
 SETTINGS = {
+    # Shared with the other scripts (common/cli.py, classifier.py, fid.py): --data-dir, --out-dir, --device auto,
+    # --seed 0, --limit 0, --resume, --num-samples 0, --classifier outputs/classifiers/cifar10.pt, --fid none,
+    # --fid-samples 50000. cli.FIXED marks a setting that --resume must keep: it shapes the networks, the data or its
+    # order, the loss or the optimizers' betas (--seed and --limit are fixed too, and --data-dir for a folder).
     **cli.TRAINING_SETTINGS,
     **classifier.CIFAR10_SETTINGS,
     "dataset": ("cifar10", "cifar10 (its 50k training images), or folder: every image under --data-dir, in "
-                           "sub-folders or not (jpg, jpeg, png, webp, bmp)", ("cifar10", "folder")),
+                           "sub-folders or not (jpg, jpeg, png, webp, bmp)", ("cifar10", "folder"), cli.FIXED),
     "image_size": (32, "pixels on a side, 32 or 64 (the paper's size); images are resized on the short side and "
-                       "centre-cropped", "[32, 64]"),
-    "epochs": (10, "passes over the training images"),
-    "batch_size": (128, "real images per step (and as many generated ones), the paper's 128", "[1, inf)"),
-    "latent_dim": (100, "size of z, the paper's 100", "[1, inf)"),
+                       "centre-cropped", "[32, 64]", cli.FIXED),
+    "epochs": (10, "passes over the training images (0: sample the saved checkpoint, no training); --resume may add "
+                   "more"),
+    "batch_size": (128, "real images per step (and as many generated ones), the paper's 128", "[1, inf)", cli.FIXED),
+    "latent_dim": (100, "size of z, the paper's 100", "[1, inf)", cli.FIXED),
     "base_channels": (48, "channels of G's last and D's first hidden layer, doubling layer by layer (paper: 128)",
-                      "[1, inf)"),
-    "lr_g": (2e-4, "Adam learning rate of G", "(0, inf)"),
-    "lr_d": (2e-4, "Adam learning rate of D; e.g. 4e-4 with --lr-g 1e-4 for two time scales (Heusel et al. 2017)",
-             "(0, inf)"),
-    "beta1": (0.5, "Adam beta1 of both networks (beta2 = 0.999), as in Radford et al. 2016", "[0, 1)"),
+                      "[1, inf)", cli.FIXED),
+    "lr_g": (2e-4, "Adam learning rate of G; a resumed run takes the new rate", "(0, inf)"),
+    "lr_d": (2e-4, "Adam learning rate of D; e.g. 4e-4 with --lr-g 1e-4 for two time scales (Heusel et al. 2017); "
+                   "a resumed run takes the new rate", "(0, inf)"),
+    "beta1": (0.5, "Adam beta1 of both networks (beta2 = 0.999), as in Radford et al. 2016", "[0, 1)", cli.FIXED),
     "loss": ("bce", "bce (the non-saturating loss of Goodfellow et al. 2014) or hinge (Lim & Ye 2017)",
-             ("bce", "hinge")),
-    "spectral_norm": (False, "spectral normalisation instead of batch norm in D (Miyato et al. 2018)"),
-    "ema_decay": (0.999, "sample from an exponential moving average of G's weights with this decay (0: off)", "[0, 1)"),
+             ("bce", "hinge"), cli.FIXED),
+    "spectral_norm": (False, "spectral normalisation instead of batch norm in D (Miyato et al. 2018)", cli.FIXED),
+    "ema_decay": (0.999, "sample from an exponential moving average of G's weights with this decay, reached by a "
+                         "warm-up of (1+t)/(10+t) at step t (0: from G itself)", "[0, 1)", cli.FIXED),
     "quality_every": (1, "measure sample quality every N epochs (and always after the last)", "[1, inf)"),
     "quality_samples": (5000, "generated images per quality measurement during training, against as many held-out "
                                "training images (more than the classifier's features, so that their covariance is "
@@ -66,13 +73,7 @@ SETTINGS = {
                             "distance, best.pt) or last (checkpoint.pt); a folder has no best.pt", ("best", "last")),
     **fid.SETTINGS,
 }
-
-# The settings a run must keep to be continued with --resume: they shape the networks, the data and its order, the
-# loss or the optimizers' betas; the data's own settings (data_settings) are added to these. --epochs may grow;
-# --lr-g and --lr-d may change (a resumed run takes the new rates).
-FIXED_ON_RESUME = ("batch_size", "limit", "latent_dim", "base_channels", "spectral_norm", "loss", "beta1",
-                   "ema_decay", "seed")
-GRID_SIZE = 64  # fixed-noise images shown after every epoch, 8 x 8
+GRID_SIZE = gan.GRID_SIZE  # real images shown beside as many generated ones
 NO_CLASSES_NOTE = ("a folder of images has no CIFAR-10 classes: no classifier-based distance, inception score or "
                    "class shares, no best.pt; the samples come from the last epoch. --fid inception adds the "
                    "standard FID against the folder's images")
@@ -93,8 +94,11 @@ def generator_loss(fake_logits, loss):
     return gan.generator_loss(fake_logits)
 
 
-def train_step(generator, discriminator, optimizer_g, optimizer_d, real, cfg, autocast):
-    """One step of Goodfellow et al.'s Algorithm 1; returns (D loss, G loss, mean D(x), mean D(G(z))), on the device."""
+def train_step(generator, discriminator, optimizer_g, optimizer_d, images, cfg, autocast, memory_format):
+    """One step of Goodfellow et al.'s Algorithm 1 on a batch of uint8 training images; returns
+    gan.step_statistics (D loss, G loss, mean D(x), mean D(G(z))), on the device."""
+    real = data.to_signed_range(data.random_horizontal_flip(images))          # B x 3 x S x S in [-1, 1]
+    real = real.contiguous(memory_format=memory_format)
     with autocast:
         fake = generator(torch.randn(len(real), cfg.latent_dim, device=real.device))
 
@@ -103,22 +107,16 @@ def train_step(generator, discriminator, optimizer_g, optimizer_d, real, cfg, au
         real_logits = discriminator(real).float()
         fake_logits = discriminator(fake.detach()).float()
         loss_d = discriminator_loss(real_logits, fake_logits, cfg.loss)
-    optimizer_d.zero_grad(set_to_none=True)
-    loss_d.backward()
-    distributed.average_gradients(discriminator)  # under torchrun; why not DDP: common/distributed.py
-    optimizer_d.step()
+    gan.optimizer_step(optimizer_d, loss_d, discriminator)
 
     # (2) Update G against the D just updated. D's weights need no gradient here: skipping them saves a third of
     # D's backward pass.
     discriminator.requires_grad_(False)
     with autocast:
         loss_g = generator_loss(discriminator(fake).float(), cfg.loss)
-    optimizer_g.zero_grad(set_to_none=True)
-    loss_g.backward()
-    distributed.average_gradients(generator)
-    optimizer_g.step()
+    gan.optimizer_step(optimizer_g, loss_g, generator)
     discriminator.requires_grad_(True)
-    return torch.stack([loss_d, loss_g, torch.sigmoid(real_logits).mean(), torch.sigmoid(fake_logits).mean()]).detach()
+    return gan.step_statistics(loss_d, loss_g, real_logits, fake_logits)
 
 
 def precision(device):
@@ -138,14 +136,12 @@ def data_settings(cfg):
     return ("dataset", "image_size") + (("data_dir",) if cfg.dataset == "folder" else ())
 
 
-def build(cfg, device, checkpoint=None):
-    """G, D and their Adam optimizers, from the flags or from a checkpoint's configs and states."""
-    generator = dcgan.Generator(**(checkpoint["generator_config"] if checkpoint else
-                                   dict(latent_dim=cfg.latent_dim, base_channels=cfg.base_channels,
-                                        image_size=cfg.image_size))).to(device)
-    discriminator = dcgan.Discriminator(**(checkpoint["discriminator_config"] if checkpoint else
-                                           dict(base_channels=cfg.base_channels, spectral_norm=cfg.spectral_norm,
-                                                image_size=cfg.image_size))).to(device)
+def build(cfg, device):
+    """G, D and their Adam optimizers, from the flags."""
+    generator = dcgan.Generator(latent_dim=cfg.latent_dim, base_channels=cfg.base_channels,
+                                image_size=cfg.image_size).to(device)
+    discriminator = dcgan.Discriminator(base_channels=cfg.base_channels, spectral_norm=cfg.spectral_norm,
+                                        image_size=cfg.image_size).to(device)
     memory_format = precision(device)[1]
     generator.to(memory_format=memory_format)
     discriminator.to(memory_format=memory_format)
@@ -153,65 +149,6 @@ def build(cfg, device, checkpoint=None):
     optimizer_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, 0.999), fused=fused)
     optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, 0.999), fused=fused)
     return generator, discriminator, optimizer_g, optimizer_d
-
-
-def train(cfg, train_images, device, out, quality):
-    """Train (or continue) G and D; checkpoint.pt after every epoch, best.pt whenever the tracked distance drops.
-
-    ``quality(generator)`` measures the weight average's samples against held-out images (the tracked distance);
-    None where nothing can judge them (a folder without classes): then no best.pt either."""
-    runs.seed_everything(cfg.seed)  # the initial weights are the seed's too
-    checkpoint_path = out / "checkpoint.pt"
-    distributed.check_batch_size(cfg.batch_size)
-    checkpoint = gan.resume_or_start(checkpoint_path, cfg, "dcgan", FIXED_ON_RESUME + data_settings(cfg))
-    generator, discriminator, optimizer_g, optimizer_d = build(cfg, device, checkpoint)
-    average = copy.deepcopy(generator)  # the weight average samples come from (a copy of G while ema_decay is 0)
-    history, first_epoch = gan.restore(checkpoint, generator, average, discriminator, optimizer_g, optimizer_d,
-                                       (cfg.lr_g, cfg.lr_d))
-    distributed.broadcast_parameters(generator, discriminator)  # under torchrun: the same start in every process
-    fixed_noise = torch.randn(GRID_SIZE, cfg.latent_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
-    autocast, memory_format = precision(device)
-    steps_per_epoch = -(-len(train_images) // cfg.batch_size)
-
-    for epoch in range(first_epoch, cfg.epochs + 1):
-        timer = runs.Timer(device)
-        generator.train()
-        discriminator.train()
-        steps = []  # per step: D loss, G loss, mean D(x), mean D(G(z)); kept on the device, no sync per step
-        batches = runs.progress(distributed.shard(data.shuffled_batches(len(train_images), cfg.batch_size,
-                                                                        runs.seed_epoch(cfg.seed, epoch), device)),
-                                epoch, cfg.epochs)
-        for step, index in enumerate(batches, start=(epoch - 1) * steps_per_epoch):
-            real = data.to_signed_range(data.random_horizontal_flip(train_images[index]))  # B x 3 x S x S, [-1, 1]
-            real = real.contiguous(memory_format=memory_format)
-            steps.append(train_step(generator, discriminator, optimizer_g, optimizer_d, real, cfg, autocast))
-            # The average warms up as in TensorFlow's ExponentialMovingAverage(num_updates): decay (1 + t) / (10 + t)
-            # until it reaches ema_decay, so the random initial weights do not linger in it for thousands of steps.
-            if distributed.is_main():
-                gan.update_average(average, generator, min(cfg.ema_decay, (1 + step) / (10 + step)))
-        steps = distributed.mean(torch.stack(steps))  # every process's losses: the global batch's
-        gan.check_losses(steps, epoch, checkpoint_path)
-        gan.record_steps(history, steps)
-        distributed.average_buffers(generator, discriminator)
-        history["seconds"].append(timer.elapsed())  # training only: the speed the issue's bar is about
-        if not distributed.is_main():
-            continue
-
-        average.eval()
-        with torch.no_grad():
-            history["grids"].append(data.to_uint8(average(fixed_noise), -1, 1))
-        if quality and (epoch % cfg.quality_every == 0 or epoch == cfg.epochs):
-            gan.record_quality(history, epoch, quality(average))
-        state = dict(architecture="dcgan", generator=generator.state_dict(), generator_config=generator.config,
-                     generator_ema=average.state_dict() if cfg.ema_decay else None,
-                     discriminator=discriminator.state_dict(), discriminator_config=discriminator.config,
-                     optimizer_g=optimizer_g.state_dict(), optimizer_d=optimizer_d.state_dict(),
-                     epoch=epoch, history=history, settings=vars(cfg))
-        runs.save_checkpoint(checkpoint_path, "gan", **state)
-        measured = history["quality_epoch"][-1:] == [epoch]
-        if measured and history["frechet_distance"][-1] == min(history["frechet_distance"]):
-            runs.save_checkpoint(out / "best.pt", "gan", **state)
-        print(gan.epoch_summary(history, epoch, cfg.epochs), flush=True)
 
 
 def load_training_images(cfg, device):
@@ -276,7 +213,12 @@ def main(argv=None):
         if judged and distributed.is_main():
             selection_features, _ = classifier.features_and_probabilities(judge, train_images[:cfg.quality_samples])
             tracked = functools.partial(quality, real_features=selection_features, seed=cfg.seed)
-        train(cfg, train_images, device, out, tracked)
+        runs.seed_everything(cfg.seed)  # the initial weights are the seed's too
+        networks = build(cfg, device)
+        autocast, memory_format = precision(device)
+        step = functools.partial(train_step, *networks, cfg=cfg, autocast=autocast, memory_format=memory_format)
+        gan.train(cfg, "dcgan", cli.fixed_on_resume(SETTINGS) + data_settings(cfg), networks, step, train_images,
+                  device, out, tracked, keep_best=True)
     if not distributed.is_main():
         return None
     last = runs.load_checkpoint(out / "checkpoint.pt", device, kind="gan")
@@ -310,16 +252,7 @@ def main(argv=None):
         metrics = {**gan.final_metrics({}, history), "sampled_epoch": checkpoint["epoch"],
                    "images": len(train_images), "unreadable_files_skipped": len(skipped), "note": NO_CLASSES_NOTE}
     metrics["seconds_per_epoch"] = sum(history["seconds"]) / len(history["seconds"])
-    if fid_network is not None:
-        metrics.update(gan.inception_fid(fid_network, generator, train_images, cfg.fid_samples, device, cfg.seed + 3))
-    runs.write_json(out / "metrics.json", metrics)
-    gan.print_metrics(metrics, data.CIFAR10_CLASSES)
-
-    if cfg.num_samples:
-        runs.write_samples(out / "samples.npz", gan.generate_batches(generator, cfg.num_samples, device,
-                                                                     seed=cfg.seed + 1), cfg.num_samples)
-    print(f"wrote {out}/")
-    return metrics
+    return gan.report(metrics, generator, cfg, out, device, data.CIFAR10_CLASSES, fid_network, train_images)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,8 @@ from common.anomaly_scores import ANOMALY_SCORES, best_f1_threshold, confusion
 from common.corruptions import corrupt, describe, group_of, parse_corruptions
 
 SETTINGS = {
+    # Shared with the other scripts (common/cli.py, vae.py): --data-dir, --out-dir, --device auto, --seed 0,
+    # --vae-checkpoint outputs/vae_mnist/checkpoint.pt.
     **cli.BASE_SETTINGS,
     **vae.CHECKPOINT_SETTINGS,
     "anomaly_score": ("combined", "what an image is scored by (score_images; iw_nll needs --iw-samples); combined "

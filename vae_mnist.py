@@ -17,8 +17,13 @@ import torch
 from common import cli, data, distributed, plots, runs, vae
 
 SETTINGS = {
+    # Shared with the other scripts (common/cli.py): --data-dir, --out-dir, --device auto, --seed 0, --limit 0,
+    # --resume, --num-samples 0.
     **cli.TRAINING_SETTINGS,
-    **vae.SETTINGS,  # epochs, batch size, learning rate and model sizes: shared with the scripts that reuse the VAE
+    # The VAE's recipe, in common/vae.py because the scripts that reuse the VAE train one with it when none is saved:
+    # --architecture conv, --epochs 9, --batch-size 64, --lr 3e-3, --latent-dim 32, --channels 16, --hidden 256.
+    # --resume must keep all of them but --lr, and --seed and --limit (cli.FIXED marks them).
+    **vae.SETTINGS,
     "iw_samples": (16, "importance samples per test image for the estimate of -log p(x) (1000+ on a GPU)", "[1, inf)"),
 }
 

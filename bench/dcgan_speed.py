@@ -95,10 +95,9 @@ def our_step_function(overrides, images, batch_size, device):
     average = copy.deepcopy(generator)
 
     def step():
-        real = data.to_signed_range(data.random_horizontal_flip(
-            images[torch.randint(len(images), (batch_size,), device=device)]))
-        real = real.contiguous(memory_format=memory_format)
-        dcgan_cifar10.train_step(generator, discriminator, optimizer_g, optimizer_d, real, cfg, autocast)
+        batch = images[torch.randint(len(images), (batch_size,), device=device)]
+        dcgan_cifar10.train_step(generator, discriminator, optimizer_g, optimizer_d, batch, cfg, autocast,
+                                 memory_format)
         gan.update_average(average, generator, cfg.ema_decay)
     return step
 

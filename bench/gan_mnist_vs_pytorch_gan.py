@@ -6,8 +6,8 @@ on the first layer, Tanh), discriminator 784-512-256-1 with LeakyReLU 0.2 and a 
 betas (0.5, 0.999) for both, batch 64, G updated before D on each batch as there. One change, in its favour: batches
 come from the same uint8 tensor as ours instead of a DataLoader with per-image PIL transforms, so it gets more steps
 in the same time. Its samples are drawn as its script draws them, in training mode (batch norm with the statistics of
-each batch of 64). Ours is gan_mnist.py with its defaults; its clock includes its per-epoch quality measurements, the
-baseline's clock stops while it is measured.
+each batch of 64). Ours is gan_mnist.py with its defaults. Both clocks count the training steps only: ours stops
+after each epoch's steps (its train_seconds), the baseline's while it is measured.
 
     python bench/gan_mnist_vs_pytorch_gan.py --data-dir ../shared/data
     python bench/gan_mnist_vs_pytorch_gan.py --data-dir ../shared/data --device cuda

@@ -6,13 +6,22 @@ and calls ``parse``. Every setting becomes a flag spelled the same way in every 
 the interval a number must lie in, in the usual notation ("[1, inf)": at least 1; "(0, 1)": strictly between), or
 the tuple of words a text setting may be; a number without it must be >= 0. Unknown flags and values outside what is
 allowed stop the script at once, before any data is read, with one line on stderr and exit code 2.
+
+A setting whose tuple ends with ``FIXED`` is fixed on resume: it shapes the model, the data or its order, or the
+optimizer, so a run continued with --resume must keep its value (``fixed_on_resume`` lists them for
+``runs.check_resumable``); --help says so beside its default.
 """
 import argparse
 import contextlib
 import math
 import os
 import re
+import shutil
 import sys
+import textwrap
+
+# The marker that ends the tuple of a setting fixed on resume.
+FIXED = "fixed on resume"
 
 # Flags every script accepts.
 BASE_SETTINGS = {
@@ -20,17 +29,15 @@ BASE_SETTINGS = {
                        "(default: $GENMODELS_DATA, else ./data, downloaded there if absent)"),
     "out_dir": (None, "where config.json, metrics.json, figures and checkpoints go (default: outputs/<script>)"),
     "device": ("auto", "auto | cpu | cuda | mps; auto picks a GPU when one is present", ("auto", "cpu", "cuda", "mps")),
-    "seed": (0, "seed for every random choice: two CPU runs with the same seed print the same numbers"),
+    "seed": (0, "seed for every random choice: two CPU runs with the same seed print the same numbers", FIXED),
     "overwrite": (False, "start this run in an --out-dir that holds another run (of other settings or another "
                          "script), replacing its files of the same names"),
 }
 
-# Flags every script that trains a model accepts; scripts override the defaults they need.
+# Flags every script that trains a model accepts, besides its own --epochs and --batch-size.
 TRAINING_SETTINGS = {
     **BASE_SETTINGS,
-    "epochs": (10, "passes over the training set; 0 loads the checkpoint and only evaluates and samples"),
-    "batch_size": (128, "training examples per optimizer step", "[1, inf)"),
-    "limit": (0, "train on the first N training examples only (0: all)"),
+    "limit": (0, "train on the first N training examples only (0: all)", FIXED),
     "resume": (False, "continue from the checkpoint in the output folder instead of starting over"),
     "num_samples": (0, "also write N generated images to samples.npz (key 'images', uint8)"),
     "tensorboard": (False, "also log every curve to <out-dir>/tensorboard/ (needs pip install tensorboard)"),
@@ -46,6 +53,32 @@ class UserError(Exception):
 class _OneLineParser(argparse.ArgumentParser):
     def error(self, message):
         raise UserError(f"{message} (see --help)")
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """--help at one width, the terminal's up to 120 columns, for the description's prose and the flags' help alike;
+    indented lines (the example commands) stay as written, and flags are never split at their hyphens."""
+
+    def __init__(self, prog):
+        super().__init__(prog, width=min(shutil.get_terminal_size().columns, 120) - 2)
+
+    def _split_lines(self, text, width):
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False, break_long_words=False)
+
+    def _fill_text(self, text, width, indent):
+        lines, prose = [], ""
+        for line in text.splitlines() + [""]:
+            if line.strip() and not line[0].isspace():
+                # A word broken at a line's end ("10-nearest-" / "neighbour") is joined again.
+                joined = not prose or (prose.endswith("-") and not prose.endswith(" -"))
+                prose += line.strip() if joined else " " + line.strip()
+                continue
+            if prose:
+                lines += textwrap.wrap(prose, width, initial_indent=indent, subsequent_indent=indent,
+                                       break_on_hyphens=False, break_long_words=False)
+                prose = ""
+            lines.append(line)
+        return "\n".join(lines).strip("\n")
 
 
 def parse_interval(text):
@@ -79,26 +112,63 @@ def defaults(settings):
     return {name: default for name, (default, *_) in settings.items()}
 
 
+def fixed_on_resume(settings):
+    """The names of the settings marked ``FIXED``: those a run continued with --resume must keep."""
+    return tuple(name for name, setting in settings.items() if FIXED in setting[2:])
+
+
+def _unpack(setting):
+    """(default, help, allowed or None, fixed on resume) of a settings tuple."""
+    default, help_text, *rest = setting
+    allowed = [item for item in rest if item != FIXED]
+    return default, help_text, allowed[0] if allowed else None, FIXED in rest
+
+
+def _help(help_text, default, fixed):
+    """The help line with what a run gets without the flag: its default (none shown where the help says what an
+    unset value means) and, for a script that can resume, whether --resume keeps it fixed."""
+    notes = [] if default is None or default == "" or default == [] else [
+        "default: " + ({True: "on", False: "off"}[default] if isinstance(default, bool) else str(default))]
+    if fixed:
+        notes.append(FIXED)
+    # argparse %-formats help lines: a % in a default must be doubled (the help texts double their own).
+    return f"{help_text} ({'; '.join(notes).replace('%', '%%')})" if notes else help_text
+
+
+def _metavar(name, default, allowed):
+    """What --help writes after a flag: {the, words} a text setting may be, DIR, PATH, TEXT, INT or FLOAT."""
+    if allowed is not None and isinstance(default, str):
+        return "{" + ",".join(word for word in allowed if word) + "}"
+    if isinstance(default, (int, float)):
+        return type(default).__name__.upper()
+    if name.endswith("_dir"):
+        return "DIR"
+    return "PATH" if not default or "/" in default else "TEXT"
+
+
 def parse(settings, description, argv=None):
     """Turn a script's settings dict into flags and parse ``argv`` (default: the command line)."""
-    parser = _OneLineParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for name, (default, help_text, *allowed) in settings.items():
-        flag = "--" + name.replace("_", "-")
+    parser = _OneLineParser(description=description, formatter_class=_HelpFormatter)
+    resumable = "resume" in settings  # "fixed on resume" means nothing to a script that cannot resume
+    for name, setting in settings.items():
+        default, help_text, allowed, fixed = _unpack(setting)
+        flag, help_text = "--" + name.replace("_", "-"), _help(help_text, default, fixed and resumable)
         if isinstance(default, bool):
             parser.add_argument(flag, default=default, action=argparse.BooleanOptionalAction, help=help_text)
         elif isinstance(default, list):  # a list of whole numbers: --classes 3 8
             parser.add_argument(flag, default=default, nargs="*", type=int, help=help_text, metavar="N")
         elif isinstance(default, str) and allowed:  # one of a few words: argparse names them on a bad value
-            parser.add_argument(flag, default=default, choices=allowed[0], help=f"{help_text} [{default}]")
+            parser.add_argument(flag, default=default, choices=allowed, help=help_text,
+                                metavar=_metavar(name, default, allowed))
         else:
-            kind = str if default is None else type(default)
-            parser.add_argument(flag, default=default, type=kind, help=f"{help_text} [{default}]",
-                                metavar=kind.__name__.upper())
+            parser.add_argument(flag, default=default, type=str if default is None else type(default),
+                                help=help_text, metavar=_metavar(name, default, allowed))
     args = parser.parse_args(argv)
-    for name, (default, _, *allowed) in settings.items():
+    for name, setting in settings.items():
+        default, _, allowed, _ = _unpack(setting)
         if isinstance(default, bool) or not isinstance(default, (int, float, list)):
             continue
-        interval = allowed[0] if allowed else DEFAULT_INTERVAL
+        interval = allowed or DEFAULT_INTERVAL
         value = getattr(args, name)
         values = value if isinstance(value, list) else [value]
         if not all(math.isfinite(v) and in_interval(v, interval) for v in values):

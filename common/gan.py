@@ -1,11 +1,13 @@
 """The GAN pieces gan_mnist.py and dcgan_cifar10.py share: MLP networks, the loss, weight averaging, figures, loading.
 
 Every GAN checkpoint of the project holds ``architecture`` ("mlp" or "dcgan"), ``generator`` and
-``generator_config``, ``discriminator`` and ``discriminator_config``, ``optimizer_g``, ``optimizer_d``, ``epoch``
-and ``history``, and ``generator_ema`` where the run keeps an average of the generator's weights; ``load_generator``
+``generator_config``, ``discriminator`` and ``discriminator_config``, ``optimizer_g``, ``optimizer_d``, ``epoch``,
+``history``, ``settings`` and ``generator_ema``: the average of the generator's weights that samples come from, with
+batch-norm statistics re-estimated for it (None in older DCGAN files trained without an average); ``load_generator``
 rebuilds the generator from the file alone. A generator maps z ~ N(0, I) of size ``config["latent_dim"]`` to images
 in [-1, 1] (Tanh), N x C x H x W.
 """
+import copy
 import math
 
 import numpy as np
@@ -106,9 +108,9 @@ def recalibrate_batch_norm(generator, device, num_images=10000, batch_size=500):
     """Re-estimate the batch-norm statistics of ``generator`` (the weight average) from its own outputs.
 
     The running means and variances copied from the trained G belong to G's weights, not to their average; used with
-    the average they blur its samples (Frechet distance 212 instead of 104 after 6 epochs here). One pass over fresh
-    z in training mode with a cumulative average (momentum None) gives the statistics that belong to the average,
-    as BigGAN's "standing statistics" do (Brock et al. 2019, appendix C.1).
+    the average they blur its samples (BENCHMARKS.md). One pass over fresh z in training mode with a cumulative
+    average (momentum None) gives the statistics that belong to the average, as BigGAN's "standing statistics" do
+    (Brock et al. 2019, appendix C.1).
     """
     norms = [module for module in generator.modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)]
     if not norms:
@@ -142,9 +144,94 @@ def generate_batches(generator, num_images, device, batch_size=1000, seed=None):
         yield data.to_uint8(generator(z), -1, 1)
 
 
-# ----- training bookkeeping shared by gan_mnist.py and dcgan_cifar10.py -----
+# ----- the training loop of gan_mnist.py and dcgan_cifar10.py, and its bookkeeping -----
 
 QUALITY_KEYS = ("frechet_distance", "inception_score", "class_shares", "min_class_share")
+GRID_SIZE = 64  # fixed-noise images drawn after every epoch, 8 x 8
+
+
+def optimizer_step(optimizer, loss, network):
+    """One step of ``optimizer`` down ``loss``'s gradient in ``network``'s weights; under torchrun the gradients are
+    averaged over the processes first (why not DDP: common/distributed.py)."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    distributed.average_gradients(network)
+    optimizer.step()
+
+
+def step_statistics(loss_d, loss_g, real_logits, fake_logits):
+    """What a training step reports, on the device: D's loss, G's loss, mean D(x), mean D(G(z))."""
+    return torch.stack([loss_d, loss_g, torch.sigmoid(real_logits).mean(), torch.sigmoid(fake_logits).mean()]).detach()
+
+
+def average_decay(ema_decay, step):
+    """The weight average's decay at global step ``step`` (the first is 0): (1 + t) / (10 + t) until it reaches
+    ``ema_decay``, the warm-up of TensorFlow's ExponentialMovingAverage(num_updates). Without it the random initial
+    weights would linger: 0.999^t of them, still 39% after an MNIST epoch of 938 steps."""
+    return min(ema_decay, (1 + step) / (10 + step))
+
+
+def train(cfg, architecture, fixed, networks, train_step, train_images, device, out, quality=None, keep_best=False):
+    """Train (or, with ``cfg.resume``, continue) a GAN, checkpointing after every epoch; returns (the weight average
+    in eval mode, history). The epoch loop of both GAN scripts, around each script's own ``train_step``.
+
+    ``networks``: (G, D, G's optimizer, D's optimizer), just built from the seed. ``train_step(images)``: one step of
+    the script's algorithm, D then G, on a batch of uint8 training images; returns its ``step_statistics``.
+    ``architecture`` and ``fixed`` (the settings a resumed run must keep) go to ``resume_or_start``. ``cfg`` carries
+    seed, resume, epochs, batch_size, latent_dim, lr_g, lr_d, ema_decay and quality_every.
+
+    After each epoch the losses are checked (a diverged epoch is not saved) and recorded; then rank 0 re-estimates
+    the weight average's batch-norm statistics, which every use below needs, draws its fixed-noise grid, scores it
+    with ``quality(average)`` (a dict of QUALITY_KEYS; None where nothing judges the samples) every
+    ``cfg.quality_every`` epochs and after the last, writes out/checkpoint.pt (and, with ``keep_best``, out/best.pt
+    whenever the tracked distance is the lowest so far) and prints the epoch's line.
+    """
+    generator, discriminator, optimizer_g, optimizer_d = networks
+    checkpoint_path = out / "checkpoint.pt"
+    distributed.check_batch_size(cfg.batch_size)
+    checkpoint = resume_or_start(checkpoint_path, cfg, architecture, fixed)
+    average = copy.deepcopy(generator)  # the weight average samples come from (a copy of G while ema_decay is 0)
+    history, first_epoch = restore(checkpoint, generator, average, discriminator, optimizer_g, optimizer_d,
+                                   (cfg.lr_g, cfg.lr_d))
+    distributed.broadcast_parameters(generator, discriminator)  # under torchrun: the same start in every process
+    fixed_noise = torch.randn(GRID_SIZE, cfg.latent_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
+    steps_per_epoch = -(-len(train_images) // cfg.batch_size)
+
+    for epoch in range(first_epoch, cfg.epochs + 1):
+        timer = runs.Timer(device)
+        generator.train()
+        discriminator.train()
+        steps = []  # one row of step_statistics per step, kept on the device: no sync per step
+        batches = runs.progress(distributed.shard(data.shuffled_batches(len(train_images), cfg.batch_size,
+                                                                        runs.seed_epoch(cfg.seed, epoch), device)),
+                                epoch, cfg.epochs)
+        for step, index in enumerate(batches, start=(epoch - 1) * steps_per_epoch):
+            steps.append(train_step(train_images[index]))
+            if distributed.is_main():
+                update_average(average, generator, average_decay(cfg.ema_decay, step))
+        steps = distributed.mean(torch.stack(steps))  # every process's losses: the global batch's
+        check_losses(steps, epoch, checkpoint_path)
+        record_steps(history, steps)
+        distributed.average_buffers(generator, discriminator)
+        history["seconds"].append(timer.elapsed())  # the training steps only, not the bookkeeping below
+        if not distributed.is_main():
+            continue
+
+        recalibrate_batch_norm(average, device)
+        with torch.no_grad():
+            history["grids"].append(data.to_uint8(average(fixed_noise), -1, 1))
+        if quality and ((cfg.quality_every and epoch % cfg.quality_every == 0) or epoch == cfg.epochs):
+            record_quality(history, epoch, quality(average))
+        state = dict(architecture=architecture, generator=generator.state_dict(), generator_config=generator.config,
+                     generator_ema=average.state_dict(), discriminator=discriminator.state_dict(),
+                     discriminator_config=discriminator.config, optimizer_g=optimizer_g.state_dict(),
+                     optimizer_d=optimizer_d.state_dict(), epoch=epoch, history=history, settings=vars(cfg))
+        runs.save_checkpoint(checkpoint_path, "gan", **state)
+        measured = history["quality_epoch"][-1:] == [epoch]
+        if keep_best and measured and history["frechet_distance"][-1] == min(history["frechet_distance"]):
+            runs.save_checkpoint(out / "best.pt", "gan", **state)
+        print(epoch_summary(history, epoch, cfg.epochs), flush=True)
+    return average.eval(), history
 
 
 def resume_or_start(checkpoint_path, cfg, architecture, fixed):
@@ -256,6 +343,21 @@ def print_metrics(metrics, class_names):
     if "class_shares" in metrics:
         print("class shares (%): " + " ".join(f"{name}:{100 * share:.1f}"
                                               for name, share in zip(class_names, metrics["class_shares"])))
+
+
+def report(metrics, generator, cfg, out, device, class_names, fid_network=None, real_images=None):
+    """The end of a GAN script's run: the standard FID of ``generator`` against ``real_images`` added to ``metrics``
+    where ``fid_network`` is given (--fid inception), metrics.json written and printed, and with --num-samples N
+    samples.npz, written batch by batch. Returns ``metrics``."""
+    if fid_network is not None:
+        metrics.update(inception_fid(fid_network, generator, real_images, cfg.fid_samples, device, cfg.seed + 3))
+    runs.write_json(out / "metrics.json", metrics)
+    print_metrics(metrics, class_names)
+    if cfg.num_samples:
+        runs.write_samples(out / "samples.npz", generate_batches(generator, cfg.num_samples, device,
+                                                                 seed=cfg.seed + 1), cfg.num_samples)
+    print(f"wrote {out}/")
+    return metrics
 
 
 def load_generator(path, device, flag=None):

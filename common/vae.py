@@ -18,22 +18,23 @@ from common.cli import UserError
 # threshold on them, which needs normal digits the VAE has not seen, while the test set stays for evaluation.
 VALIDATION_SIZE = 5000
 
-# The VAE's training recipe, shared by every script that trains one (each becomes a --flag there).
+# The VAE's training recipe, shared by every script that trains one (each becomes a --flag there). cli.FIXED marks a
+# setting --resume must keep: it shapes the model, the data order or the learning-rate schedule (a function of the
+# epochs). --lr may change: every step sets its rate from it anew.
 SETTINGS = {
     "architecture": ("conv", "conv | mlp: the convolutional VAE (lower loss per epoch), or a one-hidden-layer MLP "
                              "(several times cheaper per epoch: the fastest to a modest loss on a CPU)",
-                     ("conv", "mlp")),
-    "epochs": (9, "passes over the 55,000 training images (the last 5,000 are held out)"),
-    "batch_size": (64, "images per Adam step", "[1, inf)"),
+                     ("conv", "mlp"), cli.FIXED),
+    "epochs": (9, "passes over the 55,000 training images (the last 5,000 are held out); 0: evaluate and sample the "
+                  "saved checkpoint, no training", cli.FIXED),
+    "batch_size": (64, "images per Adam step", "[1, inf)", cli.FIXED),
     "lr": (3e-3, "peak Adam learning rate: linear warm-up over the first tenth of training, cosine decay to 0",
            "(0, inf)"),
-    "latent_dim": (32, "size of z", "[1, inf)"),
-    "channels": (16, "convolution channels next to the image (twice as many one layer further in)", "[1, inf)"),
-    "hidden": (256, "width of the fully connected layer on each side of z", "[1, inf)"),
+    "latent_dim": (32, "size of z", "[1, inf)", cli.FIXED),
+    "channels": (16, "convolution channels next to the image (twice as many one layer further in)", "[1, inf)",
+                 cli.FIXED),
+    "hidden": (256, "width of the fully connected layer on each side of z", "[1, inf)", cli.FIXED),
 }
-# The settings a run must keep to be continued with --resume: they shape the model, the data order or the
-# learning-rate schedule (a function of the epochs). --lr may change: every step sets its rate from it anew.
-FIXED_ON_RESUME = ("architecture", "epochs", "batch_size", "latent_dim", "channels", "hidden", "seed")
 
 
 class VAE(nn.Module):
@@ -218,12 +219,13 @@ def resume_or_start(cfg, train_images, checkpoint_path, log=print):
 
 
 def check_resumable(checkpoint, cfg, train_images, checkpoint_path, log=print):
-    """Refuse to resume under other FIXED_ON_RESUME settings or another number of training images (--limit)."""
-    runs.check_resumable(checkpoint, cfg, FIXED_ON_RESUME, checkpoint_path)
+    """Refuse to resume on another number of training images (--limit) or under other values of the settings fixed
+    on resume (cli.FIXED: the recipe's and the shared --seed and --limit)."""
     trained = checkpoint.get("train_examples")
     if trained is not None and trained != len(train_images):
         raise UserError(f"{checkpoint_path} was trained on {trained} images, this run has {len(train_images)} "
                         f"(--limit): pass the same --limit to continue it, or another --out-dir to start a new run")
+    runs.check_resumable(checkpoint, cfg, cli.fixed_on_resume({**cli.TRAINING_SETTINGS, **SETTINGS}), checkpoint_path)
     trained_lr = (checkpoint.get("settings") or {}).get("lr", cfg.lr)
     if trained_lr != cfg.lr:
         log(f"note: continuing with --lr {cfg.lr}; the epochs so far were trained with --lr {trained_lr}")

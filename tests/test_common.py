@@ -1,5 +1,7 @@
 """Unit tests of common/: data, batching, settings, checkpoints, resume and seeding."""
 import argparse
+import importlib
+import re
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +10,7 @@ import torch
 from PIL import Image
 
 from common import cli, data, runs, vae
+from tests.conftest import REPO
 
 
 def test_real_mnist_shapes_dtype_range_and_labels(data_dir):
@@ -47,13 +50,76 @@ def test_batches_visit_every_example_once_in_a_new_order_each_epoch():
 
 
 def test_settings_become_flags_and_bad_values_are_user_errors():
-    settings = {**cli.TRAINING_SETTINGS, "lr": (1e-3, "learning rate")}
+    settings = {**cli.TRAINING_SETTINGS, "epochs": (10, "passes"), "batch_size": (128, "batch", "[1, inf)", cli.FIXED),
+                "lr": (1e-3, "learning rate")}
     cfg = cli.parse(settings, "test", ["--batch-size", "64", "--lr", "0.01", "--resume"])
     assert (cfg.batch_size, cfg.lr, cfg.resume, cfg.epochs) == (64, 0.01, True, 10)
     for argv, expected in [(["--epochs", "-1"], "--epochs must be >= 0"), (["--bogus"], "unrecognized"),
                            (["--epochs", "two"], "invalid int")]:
         with pytest.raises(cli.UserError, match=expected):
             cli.parse(settings, "test", argv)
+
+
+SCRIPTS = ["gan_mnist", "dcgan_cifar10", "latent_interpolation", "vae_mnist", "vae_anomaly_detection",
+           "vae_latent_space_visualization"]
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_help_shows_real_defaults_and_choices_and_wraps_at_one_width(name, monkeypatch, capsys):
+    script = importlib.import_module(name)
+    monkeypatch.setenv("COLUMNS", "100")
+    with pytest.raises(SystemExit):
+        cli.parse(script.SETTINGS, script.__doc__, ["--help"])
+    text = capsys.readouterr().out
+    for wrong in ["[None]", "[]", "{,", " STR", "default: None"]:
+        assert wrong not in text, wrong
+    options = text[text.index("options:"):]
+    description = text[text.index("\n\n"):text.index("options:")]
+    # One width for both: every line fills up to the terminal's 100 columns less argparse's margin, and none passes
+    # it, but for those that cannot wrap: the example commands (indented, kept as written) and a flag's {choices}.
+    for part in (description, options):
+        lines = [line for line in part.splitlines() if not line.startswith("    ") and "{" not in line]
+        assert 85 < max(map(len, lines)) <= 98, part
+    flat = " ".join(text.split())
+    if "resume" in script.SETTINGS:
+        assert "--seed INT seed for every random choice" in flat and "(default: 0; fixed on resume)" in flat
+    assert "--data-dir DIR" in flat and "--out-dir DIR" in flat
+
+
+def test_fixed_on_resume_is_what_each_script_marks():
+    import dcgan_cifar10
+    import gan_mnist
+    import vae_mnist
+    assert set(cli.fixed_on_resume(gan_mnist.SETTINGS)) == {
+        "batch_size", "limit", "latent_dim", "g_width", "d_width", "minibatch_std", "beta1", "real_label",
+        "ema_decay", "seed"}
+    assert set(cli.fixed_on_resume(dcgan_cifar10.SETTINGS)) == {
+        "batch_size", "limit", "latent_dim", "base_channels", "spectral_norm", "loss", "beta1", "ema_decay", "seed",
+        "dataset", "image_size"}
+    assert set(cli.fixed_on_resume(vae_mnist.SETTINGS)) == {
+        "architecture", "epochs", "batch_size", "latent_dim", "channels", "hidden", "seed", "limit"}
+    for script in (gan_mnist, dcgan_cifar10, vae_mnist):  # the rates may change: a resumed run takes the new one
+        assert not {"lr", "lr_g", "lr_d", "epochs" if script is not vae_mnist else "lr"} & set(
+            cli.fixed_on_resume(script.SETTINGS))
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_each_script_names_the_settings_it_takes_from_common_with_their_defaults(name):
+    """Settings defined once in common/ reach a script through ** in its SETTINGS block; a comment there names each
+    with its default, so a reader of the script sees every setting. This keeps those comments true."""
+    script = importlib.import_module(name)
+    source = (REPO / f"{name}.py").read_text()
+    block = source[source.index("SETTINGS = {"):]
+    block = block[:block.index("\n}\n")]
+    for setting, (default, *_) in script.SETTINGS.items():
+        if f'"{setting}":' in block:
+            continue  # defined in the script itself
+        flag = "--" + setting.replace("_", "-")
+        match = re.search(rf"{flag}(?![\w-])( [^\s,;]+)?", block)
+        assert match, f"{name}.py's SETTINGS do not name {flag}"
+        if default not in (None, "", []) and not isinstance(default, bool):
+            assert match.group(1), f"{name}.py names {flag} without its default {default}"
+            assert type(default)(match.group(1).strip().rstrip(".")) == default, (flag, match.group(1), default)
 
 
 def test_unknown_device_is_a_user_error():

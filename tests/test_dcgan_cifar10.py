@@ -144,12 +144,19 @@ def test_trains_on_a_subset_writes_every_output_resumes_and_samples_from_its_che
               "--limit", "640", "--batch-size", "64", "--base-channels", "16", "--quality-samples", "500",
               "--final-samples", "1000"]
     dcgan_cifar10.main(common + ["--epochs", "1"])
+    with pytest.raises(cli.UserError, match="--loss hinge does not match the run in .* trained with --loss bce"):
+        dcgan_cifar10.main(common + ["--epochs", "2", "--resume", "--loss", "hinge"])
     metrics = dcgan_cifar10.main(common + ["--epochs", "2", "--resume"])
     for name in FIGURES:
         assert (out / name).stat().st_size > 10_000, name
     assert (out / "best.pt").exists() and (out / "checkpoint.pt").exists()
-    history = torch.load(out / "checkpoint.pt", weights_only=True)["history"]
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
+    history = checkpoint["history"]
     assert len(history["step_loss_d"]) == 20 and np.isfinite(history["step_loss_d"] + history["step_loss_g"]).all()
+    # The weight average's batch-norm statistics are its own, re-estimated, not those of G it was saved beside.
+    statistics = [key for key in checkpoint["generator_ema"] if key.endswith("running_var")]
+    assert statistics and not any(torch.allclose(checkpoint["generator_ema"][key], checkpoint["generator"][key])
+                                  for key in statistics)
     assert json.loads((out / "metrics.json").read_text())["epochs"] == 2
     # An untrained generator's blobs sit far from real images; ten steps of a 16-filter DCGAN are not yet close.
     assert 0 < metrics["frechet_distance"] and metrics["sampled_epoch"] in (1, 2)
