@@ -221,7 +221,7 @@ def main(argv=None):
     def plain_dcgan(limit):
         images, _ = data.load_cifar10(cfg.data_dir, train=True, device=device, limit=512 if cfg.smoke else 0)
         generator, steps = train_plain_dcgan(images, min(seconds, limit - 30), device, seed=0)
-        runs.write_samples(Path("plain_dcgan/samples.npz"), plain_samples(generator, samples, device))
+        runs.write_samples(Path("plain_dcgan/samples.npz"), [plain_samples(generator, samples, device)], samples)
         return {"steps": steps, "epochs": round(steps * 128 / len(images), 1), "train_seconds": seconds}
     stages.in_process("plain_dcgan", plain_dcgan)
 
