@@ -98,10 +98,27 @@ def stage_argv(name, cfg, root):
 
 
 def comparable(settings):
-    """A config as config.json holds it, without --resume, which says how a run was started, not what it is."""
+    """A run's settings as config.json holds them, without --resume and --overwrite."""
     settings = json.loads(json.dumps(settings, default=str))
-    settings.pop("resume", None)
+    for how in ("resume", "overwrite"):  # how a run was started, not what it is
+        settings.pop(how, None)
     return settings
+
+
+def recorded_settings(folder):
+    """The settings of the run ``folder`` holds, as its config.json records them (common/runs.py), or None."""
+    try:
+        return json.loads((folder / "config.json").read_text())["settings"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError):
+        return None
+
+
+def asks_for_recorded(name, argv, root):
+    """Whether ``root/name`` holds a run of the settings ``argv`` gives ``name``'s script."""
+    module = SCRIPTS[name]
+    recorded = recorded_settings(root / name)
+    return recorded is not None and comparable(recorded) == comparable(vars(cli.parse(module.SETTINGS, module.__doc__,
+                                                                                        argv)))
 
 
 def is_complete(name, argv, root):
@@ -111,13 +128,7 @@ def is_complete(name, argv, root):
     config, metrics = folder / "config.json", folder / "metrics.json"
     if not (config.is_file() and metrics.is_file()) or metrics.stat().st_mtime_ns < config.stat().st_mtime_ns:
         return False
-    try:
-        written = json.loads(config.read_text())["settings"]  # the run record of common/runs.py
-    except (json.JSONDecodeError, KeyError, TypeError):
-        return False
-    module = SCRIPTS[name]
-    asked = vars(cli.parse(module.SETTINGS, module.__doc__, argv))
-    return (comparable(written) == comparable(asked)
+    return (asks_for_recorded(name, argv, root)
             and all((folder / figure).is_file() for figure, _ in report.FIGURES[name]))
 
 
@@ -157,8 +168,11 @@ def run_stage(name, cfg, root, device):
         work = functools.partial(train_judges, cfg, root, device)
     else:
         argv = stage_argv(name, cfg, root)
-        resumed = name in TRAINED_HERE and (root / name / "checkpoint.pt").is_file()
-        argv += ["--resume"] if resumed else []
+        # A folder holding a run of other settings (an earlier call without --quick's, say) starts over; one of the
+        # same settings that stopped part-way continues from its last checkpoint.
+        start_over = (root / name / "config.json").is_file() and not asks_for_recorded(name, argv, root)
+        resumed = not start_over and name in TRAINED_HERE and (root / name / "checkpoint.pt").is_file()
+        argv += ["--resume"] if resumed else ["--overwrite"] if start_over else []
         command = " ".join(["python", f"{name}.py", *argv])
         work = functools.partial(SCRIPTS[name].main, argv)
     wall, cpu = time.perf_counter(), time.process_time()
