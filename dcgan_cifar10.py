@@ -39,9 +39,10 @@ from common import classifier, cli, data, dcgan, distributed, fid, gan, plots, r
 
 SETTINGS = {
     # Shared with the other scripts (common/cli.py, classifier.py, fid.py): --data-dir, --out-dir, --device auto,
-    # --seed 0, --limit 0, --resume, --num-samples 0, --classifier outputs/classifiers/cifar10.pt, --fid none,
-    # --fid-samples 50000. cli.FIXED marks a setting that --resume must keep: it shapes the networks, the data or its
-    # order, the loss or the optimizers' betas (--seed and --limit are fixed too, and --data-dir for a folder).
+    # --seed 0, --overwrite, --limit 0, --resume, --num-samples 0, --tensorboard,
+    # --classifier outputs/classifiers/cifar10.pt, --fid none, --fid-samples 50000, --inception-weights.
+    # cli.FIXED marks a setting that --resume must keep: it shapes the networks, the data or its order, the loss or
+    # the optimizers' betas (--seed and --limit are fixed too, and --data-dir for a folder).
     **cli.TRAINING_SETTINGS,
     **classifier.CIFAR10_SETTINGS,
     "dataset": ("cifar10", "cifar10 (its 50k training images), or folder: every image under --data-dir, in "

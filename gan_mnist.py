@@ -26,9 +26,10 @@ from common import classifier, cli, data, distributed, fid, gan, plots, runs
 
 SETTINGS = {
     # Shared with the other scripts (common/cli.py, classifier.py, fid.py): --data-dir, --out-dir, --device auto,
-    # --seed 0, --limit 0, --resume, --num-samples 0, --classifier outputs/classifiers/mnist.pt, --fid none,
-    # --fid-samples 50000. cli.FIXED marks a setting that --resume must keep: it shapes the networks, the data or its
-    # order, or the optimizers' betas (--seed and --limit are fixed too).
+    # --seed 0, --overwrite, --limit 0, --resume, --num-samples 0, --tensorboard,
+    # --classifier outputs/classifiers/mnist.pt, --fid none, --fid-samples 50000, --inception-weights.
+    # cli.FIXED marks a setting that --resume must keep: it shapes the networks, the data or its order, or the
+    # optimizers' betas (--seed and --limit are fixed too).
     **cli.TRAINING_SETTINGS,
     **classifier.MNIST_SETTINGS,
     **fid.SETTINGS,

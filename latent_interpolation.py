@@ -31,7 +31,7 @@ DCGAN_CHECKPOINT = Path("outputs/dcgan_cifar10/checkpoint.pt")
 
 SETTINGS = {
     # Shared with the other scripts (common/cli.py, classifier.py): --data-dir, --out-dir, --device auto, --seed 0,
-    # --classifier outputs/classifiers/mnist.pt.
+    # --overwrite, --classifier outputs/classifiers/mnist.pt.
     **cli.BASE_SETTINGS,
     **classifier.MNIST_SETTINGS,
     "checkpoint": ("", f"GAN checkpoint to walk through (default {MNIST_CHECKPOINT}, trained first if absent)"),

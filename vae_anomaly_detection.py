@@ -39,7 +39,7 @@ from common.corruptions import corrupt, describe, group_of, parse_corruptions
 
 SETTINGS = {
     # Shared with the other scripts (common/cli.py, vae.py): --data-dir, --out-dir, --device auto, --seed 0,
-    # --vae-checkpoint outputs/vae_mnist/checkpoint.pt.
+    # --overwrite, --vae-checkpoint outputs/vae_mnist/checkpoint.pt.
     **cli.BASE_SETTINGS,
     **vae.CHECKPOINT_SETTINGS,
     "anomaly_score": ("combined", "what an image is scored by (score_images; iw_nll needs --iw-samples); combined "

@@ -34,7 +34,7 @@ MIN_POINTS = 2 * NEIGHBOURS + 1
 
 SETTINGS = {
     # Shared with the other scripts (common/cli.py, vae.py): --data-dir, --out-dir, --device auto, --seed 0,
-    # --vae-checkpoint outputs/vae_mnist/checkpoint.pt.
+    # --overwrite, --vae-checkpoint outputs/vae_mnist/checkpoint.pt.
     **cli.BASE_SETTINGS,
     **vae.CHECKPOINT_SETTINGS,
     "num_points": (10_000, "MNIST test images to encode and embed (a seeded random subset when fewer than 10,000)",

@@ -17,8 +17,8 @@ import torch
 from common import cli, data, distributed, plots, runs, vae
 
 SETTINGS = {
-    # Shared with the other scripts (common/cli.py): --data-dir, --out-dir, --device auto, --seed 0, --limit 0,
-    # --resume, --num-samples 0.
+    # Shared with the other scripts (common/cli.py): --data-dir, --out-dir, --device auto, --seed 0, --overwrite,
+    # --limit 0, --resume, --num-samples 0, --tensorboard.
     **cli.TRAINING_SETTINGS,
     # The VAE's recipe, in common/vae.py because the scripts that reuse the VAE train one with it when none is saved:
     # --architecture conv, --epochs 9, --batch-size 64, --lr 3e-3, --latent-dim 32, --channels 16, --hidden 256.

@@ -117,7 +117,8 @@ def _train(model, train, test, path, epochs, batch_size, lr, seed):
 
 
 def mnist_classifier(data_dir, device, path=MNIST_CACHE, limit=0, log=print):
-    """The cached MNIST classifier (SmallCNN; its test accuracy is returned and kept in metrics.json), trained first if ``path`` is absent."""
+    """The cached MNIST classifier (SmallCNN) and its test accuracy (kept in metrics.json), trained first if ``path``
+    is absent."""
     model = SmallCNN(in_channels=1, image_size=28).to(device)
     train = data.load_mnist(data_dir, train=True, device=device, limit=limit)
     test = data.load_mnist(data_dir, train=False, device=device)
@@ -143,7 +144,8 @@ def features_and_probabilities(model, images, batch_size=1000):
 def sample_quality(model, generated, real_features):
     """Every quality number of uint8 ``generated`` images against the features of real test images.
 
-    frechet_distance: between the two feature Gaussians (lower is better; small but not 0 for a second set of real images, BENCHMARKS.md);
+    frechet_distance: between the two feature Gaussians (lower is better; small but not 0 for a second set of real
+    images, BENCHMARKS.md);
     inception_score: 1 to K (higher is better); class_shares: fraction of images per predicted class;
     min_class_share: the rarest class's share (1/K when balanced, 0 under mode collapse).
     """
@@ -167,10 +169,12 @@ CIFAR10_SETTINGS = {
 
 
 def cifar10_classifier(data_dir, device, path=CIFAR10_CACHE, limit=0, log=print):
-    """The cached CIFAR-10 classifier (SmallCNN; its test accuracy is returned and kept in metrics.json), trained first if ``path`` is absent.
+    """The cached CIFAR-10 classifier (SmallCNN) and its test accuracy (kept in metrics.json), trained first if
+    ``path`` is absent.
 
     Its features need not be those of a strong classifier, only the same in every run: the distances compare between
-    runs. Three epochs without augmentation (wider layers or more epochs cost far more time than the few points of accuracy they add).
+    runs. Three epochs without augmentation (wider layers or more epochs cost far more time than the few points of
+    accuracy they add).
     """
     model = SmallCNN(in_channels=3, image_size=32, channels=32, hidden=FEATURES).to(device)
     train = data.load_cifar10(data_dir, train=True, device=device, limit=limit, log=log)

@@ -51,7 +51,8 @@ def pick_device(name="auto"):
     if (name == "cuda" and not cuda) or (name == "mps" and not mps):
         raise UserError(f"--device {name} was asked for but this machine has none; use --device cpu or auto")
     if name == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True  # TF32 matmuls and convolutions: faster on tensor cores, ample for these models
+        # TF32 matmuls and convolutions: faster on tensor cores, ample for these models.
+        torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
     return distributed.setup(torch.device(name))

@@ -207,7 +207,8 @@ def test_history_tables_align_measurements_with_their_epochs():
 # ----- what Ctrl-C says -----
 
 def test_the_interruption_message_follows_the_phase_and_the_last_checkpoint(tmp_path):
-    cfg = cli.parse({**cli.TRAINING_SETTINGS, "epochs": (1, "passes")}, "test", ["--out-dir", str(tmp_path / "run"), "--epochs", "2"])
+    settings = {**cli.TRAINING_SETTINGS, "epochs": (1, "passes")}
+    cfg = cli.parse(settings, "test", ["--out-dir", str(tmp_path / "run"), "--epochs", "2"])
     out = runs.open_run("vae_mnist.py", cfg, torch.device("cpu"), checkpoint="checkpoint.pt")
     assert cli.interruption_message() == "interrupted: no epoch was finished; rerun the same command to start again"
     with cli.step_without_saving("training the classifier for c.pt, which is written only once trained"):
