@@ -473,17 +473,25 @@ CHECKPOINT_KINDS = {"vae": "a VAE (written by vae_mnist.py)",
 def save_checkpoint(path, kind, **state):
     """One file a run can resume from: its ``kind`` (a key of CHECKPOINT_KINDS), weights, the model's config,
     optimizer state, epoch, history, settings. The open run's checkpoint (``open_run``) also updates the record
-    (history.csv, ...) and what Ctrl-C says from now on."""
+    (history.csv, ...) and what Ctrl-C says from now on: the message changes right as the file lands, so a Ctrl-C
+    just after it names the epoch the file holds."""
+    message = _interrupt_message_after(Path(path), state)
     atomic_write(path, lambda temporary: torch.save({"kind": kind, **state}, temporary))
+    if message:
+        cli.on_interrupt(message)
     _record_epoch(path, state)
-    path, epoch = Path(path), state.get("epoch")
+
+
+def _interrupt_message_after(path, state):
+    """What Ctrl-C should say once ``path`` holds ``state``; None where it says what it said before."""
+    epoch = state.get("epoch")
     if _run is not None and path == _run.checkpoint:
-        cli.on_interrupt(f"rerun with --resume to continue from epoch {epoch}, the last one saved in {path}")
-    elif epoch is not None and (_run is None or path.parent != _run.folder):  # a model this run trains for its use
+        return f"rerun with --resume to continue from epoch {epoch}, the last one saved in {path}"
+    if epoch is not None and (_run is None or path.parent != _run.folder):  # a model this run trains for its use
         planned = (state.get("settings") or {}).get("epochs", epoch)
-        cli.on_interrupt(f"{path} holds the model after epoch {epoch} of {planned}, unfinished; delete it and rerun "
-                         f"the same command to train it anew" if epoch < planned else
-                         "rerun the same command to start again")
+        return (f"{path} holds the model after epoch {epoch} of {planned}, unfinished; delete it and rerun the same "
+                f"command to train it anew" if epoch < planned else "rerun the same command to start again")
+    return None
 
 
 def checkpoint_kind(checkpoint):
