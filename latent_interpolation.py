@@ -127,24 +127,35 @@ def pick_endpoints(generator, judge, cfg, device, num_classes):
             raise cli.UserError(f"--classes must name classes 0 to {num_classes - 1}, got {first} {second}")
     images = torch.cat([data.to_uint8(generator(chunk), -1, 1) for chunk in pool.split(1000)]).to(device)
     _, probabilities = classifier.features_and_probabilities(judge, images)
+    predicted = probabilities.argmax(1)
     if cfg.classes:
         class_pairs = [(first, second)] * cfg.pairs
     else:
-        # Different classes for the two ends of a pair, drawn from those the generator actually draws.
-        present = probabilities.argmax(1).unique()
-        order = present[torch.randperm(len(present), generator=rng)].tolist()
-        class_pairs = [(order[(2 * i) % len(order)], order[(2 * i + 1) % len(order)]) for i in range(cfg.pairs)]
+        # Different classes for the two ends of a pair, drawn from those the generator actually draws, each class only
+        # as often as the pool holds images of it (every endpoint is a different image).
+        left = torch.bincount(predicted, minlength=num_classes).tolist()
+        order = torch.randperm(num_classes, generator=rng).tolist()
+        class_pairs = []
+        for pair in range(cfg.pairs):
+            drawn = [c for c in order if left[c]]
+            if len(drawn) < 2:
+                raise cli.UserError(f"the {cfg.pool} generated images hold too few classes for {cfg.pairs} pairs: "
+                                    f"raise --pool, lower --pairs or train the GAN longer")
+            first, second = drawn[(2 * pair) % len(drawn)], drawn[(2 * pair + 1) % len(drawn)]
+            left[first] -= 1
+            left[second] -= 1
+            class_pairs.append((first, second))
     used, endpoints = set(), []
     for first, second in class_pairs:
         chosen = []
         for wanted in (first, second):
-            ranked = probabilities[:, wanted].argsort(descending=True).tolist()
-            index = next(i for i in ranked if i not in used)
-            if probabilities[index].argmax() != wanted:
+            ranked = [i for i in probabilities[:, wanted].argsort(descending=True).tolist()
+                      if i not in used and predicted[i] == wanted]
+            if not ranked:
                 raise cli.UserError(f"none of {cfg.pool} generated images reads as class {wanted}: "
                                     f"raise --pool or train the GAN longer")
-            used.add(index)
-            chosen.append(pool[index])
+            used.add(ranked[0])
+            chosen.append(pool[ranked[0]])
         endpoints.append((chosen[0], chosen[1], first, second))
     return endpoints
 

@@ -24,6 +24,13 @@ from common import classifier, cli, data, gan, runs, vae
 from tests.conftest import DATA, REPO, folder_fingerprint
 
 
+def default_sigint():
+    """Before exec in a child about to receive Ctrl-C: SIGINT back to its default, so that the new Python installs its
+    KeyboardInterrupt handler, also where the tests run as a shell's background job (which starts with SIGINT
+    ignored, and Python leaves an ignored signal ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_script(script, *args, timeout=180):
     return subprocess.run([sys.executable, str(REPO / script), *map(str, args)], capture_output=True, text=True,
                           timeout=timeout)
@@ -239,7 +246,7 @@ def test_ctrl_c_keeps_the_last_epoch_and_a_diverging_resume_keeps_it_too(data_di
     common = ["--data-dir", data_dir, "--out-dir", tmp_path, "--device", "cpu", "--limit", 2000, "--epochs", 30,
               "--iw-samples", 1]
     process = subprocess.Popen([sys.executable, str(REPO / "vae_mnist.py"), *map(str, common)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     deadline = time.monotonic() + 120
     while not (tmp_path / "checkpoint.pt").exists() and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
@@ -429,7 +436,7 @@ def test_ctrl_c_while_the_classifier_trains_says_nothing_was_saved_and_no_resume
                                 "--out-dir", str(tmp_path / "run"), "--device", "cpu",
                                 "--classifier", str(tmp_path / "classifier.pt")],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=default_sigint)
     line = ""
     while "no classifier at" not in line and process.poll() is None:
         line = process.stdout.readline()

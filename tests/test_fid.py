@@ -180,8 +180,8 @@ def test_a_missing_or_unreadable_weights_file_is_one_line(tmp_path):
 def test_python_m_common_fid_compares_two_samples_files_and_caches_the_reference(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(fid, "load_network", lambda weights, device: QuadrantColours())
     real, generated = image_sets()
-    runs.write_samples(tmp_path / "real.npz", real)
-    runs.write_samples(tmp_path / "generated.npz", generated)
+    runs.write_samples(tmp_path / "real.npz", [real], len(real))
+    runs.write_samples(tmp_path / "generated.npz", [generated], len(generated))
     args = ["--images", str(tmp_path / "generated.npz"), "--reference", str(tmp_path / "real.npz"), "--device", "cpu"]
     result = fid.main(args)
     assert result["fid_inception"] == pytest.approx(fid.frechet_inception_distance(real, generated, QuadrantColours(),
