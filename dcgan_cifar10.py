@@ -21,8 +21,8 @@ Such a folder has no CIFAR-10 classes: no classifier judges it, and samples come
 adds the standard FID (common/fid.py; optional weights) against the training images, for either dataset.
 
     python dcgan_cifar10.py                                  # CPU: about 75 s per epoch on 2 cores, 12 epochs
-    python dcgan_cifar10.py --device cuda --epochs 100       # GPU: bf16 autocast
-    torchrun --standalone --nproc_per_node 4 dcgan_cifar10.py --device cuda --epochs 100   # 4 GPUs (README)
+    python dcgan_cifar10.py --device cuda --batch-size 128 --base-channels 64 --epochs 100   # GPU (bf16)
+    torchrun --standalone --nproc_per_node 4 dcgan_cifar10.py --device cuda --batch-size 128 --epochs 100   # 4 GPUs
     python dcgan_cifar10.py --epochs 0 --num-samples 10000   # sample from the best checkpoint, no training
     python dcgan_cifar10.py --dataset folder --data-dir faces/ --image-size 64 --device cuda --epochs 25
 
