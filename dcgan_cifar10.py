@@ -201,13 +201,8 @@ def main(argv=None):
     if judged and distributed.is_main():
         test_images, _ = data.load_cifar10(cfg.data_dir, train=False, device=device)
         judge, judge_accuracy = classifier.cifar10_classifier(cfg.data_dir, device, cfg.classifier)
-
-        def quality(generator, real_features, seed):
-            # As many generated images as real ones: the distance's bias depends on both counts. The 32 x 32
-            # classifier sees 64 x 64 samples downsampled (classifier.features_and_probabilities).
-            generated = gan.generate(generator, len(real_features), device, seed=seed).to(device)
-            return classifier.sample_quality(judge, generated, real_features)
-
+        # The 32 x 32 classifier sees 64 x 64 samples downsampled (classifier.features_and_probabilities).
+        quality = functools.partial(gan.sample_quality, judge, device=device)
         test_features, _ = classifier.features_and_probabilities(judge, test_images[:cfg.final_samples])
 
     if cfg.epochs:
@@ -243,7 +238,7 @@ def main(argv=None):
                      device)
         best_index = history["frechet_distance"].index(min(history["frechet_distance"]))
         metrics = {
-            **gan.final_metrics(quality(generator, test_features, cfg.seed + 2), history, judge_accuracy),
+            **gan.final_metrics(quality(generator, test_features, seed=cfg.seed + 2), history, judge_accuracy),
             "sampled_epoch": checkpoint["epoch"],
             "best_epoch": history["quality_epoch"][best_index],
             "tracked_frechet_distance_best": history["frechet_distance"][best_index],

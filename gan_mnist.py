@@ -4,11 +4,13 @@ The "simple GAN": an MLP generator and an MLP discriminator trained with the non
 2014), D updated first on a real and a generated batch, then G. What keeps it from collapsing onto a few digit shapes,
 as PyTorch-GAN's gan.py does here (bench/gan_mnist_vs_pytorch_gan.py): a minibatch standard-deviation feature in D,
 one-sided label smoothing, a learning rate of 1e-3, and samples from an average of G's weights, warmed up over the
-first steps, whose batch-norm statistics are re-estimated (BENCHMARKS.md measures each). Quality is tracked in the
+first steps, whose batch-norm statistics are re-estimated (BENCHMARKS.md measures each). Quality is judged in the
 features of the cached MNIST classifier (common/classifier.py): Frechet distance, inception score and each digit's
-share of 10k generated images. --fid inception adds the standard FID (common/fid.py; optional weights) against the
-60k training images. train_step below is the algorithm; the epoch loop around it (resume, the weight average,
-checkpoints, quality tracking) is common/gan.py's train, shared with dcgan_cifar10.py.
+share, of 5k samples against the first 5k training images after each epoch (in the first epochs G itself is sampled
+where it beats its average there), and of 10k against the 10k test images at the end. --fid inception adds the
+standard FID (common/fid.py; optional weights) against the 60k training images. train_step below is the algorithm;
+the epoch loop around it (resume, the weight average, checkpoints, quality tracking) is common/gan.py's train, shared
+with dcgan_cifar10.py.
 
     python gan_mnist.py                                  # CPU: about 4.5 minutes on 2 cores
     python gan_mnist.py --device cuda --epochs 100       # GPU
@@ -50,9 +52,9 @@ SETTINGS = {
     "ema_decay": (0.999, "sample from an exponential moving average of G's weights with this decay, reached by a "
                          "warm-up of (1+t)/(10+t) at step t (0: from G itself)", "[0, 1)", cli.FIXED),
     "quality_every": (1, "measure sample quality every N epochs and after the last (0: after the last only)"),
-    "quality_samples": (5000, "generated images per quality measurement during training (more than the classifier's "
-                               "features, so that their covariance is not singular)",
-                        f"[{classifier.MIN_IMAGES}, inf)"),
+    "quality_samples": (5000, "generated images per quality measurement during training, against as many of the "
+                               "first training images (more than the classifier's features, so that their covariance "
+                               "is not singular)", f"[{classifier.MIN_IMAGES}, 60000]"),
     "eval_images": (10000, "generated and real test images behind the final quality numbers (10k, as for FID)",
                     f"[{classifier.MIN_IMAGES}, 10000]"),
 }
@@ -91,22 +93,25 @@ def train_step(generator, discriminator, optimizer_g, optimizer_d, images, cfg):
 
 
 def plot_figures(history, generator, out, device):
-    gan.plot_training(out, history, "MLP GAN on MNIST")
+    gan.plot_training(out, history, "MLP GAN on MNIST", "training images")
     samples = gan.generate(generator, 100, device, seed=1)
     plots.save_grid(out / "samples.png", data.to_unit_range(samples), 10, "New digits: G(z), z ~ N(0, I)")
 
 
-def judged_quality(cfg, device):
-    """``quality(generator, num_images)``: the quality numbers of that many samples in the cached classifier's eyes,
-    against the test images; and the classifier's test accuracy."""
-    test_images, _ = data.load_mnist(cfg.data_dir, train=False, device=device, limit=cfg.eval_images)
+def judges(cfg, device):
+    """``tracked(generator)`` and ``final(generator)``: the quality numbers of samples in the cached classifier's eyes,
+    during training against the first --quality-samples training images (which pick the generator to sample, in
+    common/gan.py), at the end against --eval-images test images, with other z; and the classifier's test accuracy."""
     judge, judge_accuracy = classifier.mnist_classifier(cfg.data_dir, device, cfg.classifier)
-    real_features, _ = classifier.features_and_probabilities(judge, test_images)
-
-    def quality(generator, num_images):
-        return classifier.sample_quality(judge, gan.generate(generator, num_images, device, seed=cfg.seed).to(device),
-                                         real_features)
-    return quality, judge_accuracy
+    features = {}
+    for name, train, count in [("tracked", True, cfg.quality_samples), ("final", False, cfg.eval_images)]:
+        images, _ = data.load_mnist(cfg.data_dir, train=train, device=device, limit=count)
+        features[name], _ = classifier.features_and_probabilities(judge, images)
+    tracked = functools.partial(gan.sample_quality, judge, real_features=features["tracked"], device=device,
+                                seed=cfg.seed)
+    final = functools.partial(gan.sample_quality, judge, real_features=features["final"], device=device,
+                              seed=cfg.seed + 2)
+    return tracked, final, judge_accuracy
 
 
 def main(argv=None):
@@ -129,14 +134,13 @@ def main(argv=None):
                                 f"gan_mnist.py: sample it with the script that trained it, or pass another --out-dir")
         history = checkpoint["history"]
     # Rank 0 alone judges the samples, during training too: under torchrun the other processes only train.
-    quality, judge_accuracy = judged_quality(cfg, device) if distributed.is_main() else (None, None)
+    tracked, final, judge_accuracy = judges(cfg, device) if distributed.is_main() else (None, None, None)
     train_images = None
     if cfg.epochs or fid_network is not None:
         train_images, _ = data.load_mnist(cfg.data_dir, train=True, device=device, limit=cfg.limit)
     if cfg.epochs:
         runs.seed_everything(cfg.seed)  # the initial weights are the seed's too
         networks = build(cfg, device)
-        tracked = functools.partial(quality, num_images=cfg.quality_samples) if quality else None
         generator, history = gan.train(cfg, "mlp", cli.fixed_on_resume(SETTINGS), networks,
                                        functools.partial(train_step, *networks, cfg=cfg), train_images, device, out,
                                        tracked)
@@ -145,7 +149,7 @@ def main(argv=None):
     runs.start_record()
 
     plot_figures(history, generator, out, device)
-    metrics = gan.final_metrics(quality(generator, cfg.eval_images), history, judge_accuracy)
+    metrics = gan.final_metrics(final(generator), history, judge_accuracy)
     return gan.report(metrics, generator, cfg, out, device, range(10), fid_network, train_images)
 
 

@@ -2,10 +2,11 @@
 
 Every GAN checkpoint of the project holds ``architecture`` ("mlp" or "dcgan"), ``generator`` and
 ``generator_config``, ``discriminator`` and ``discriminator_config``, ``optimizer_g``, ``optimizer_d``, ``epoch``,
-``history``, ``settings`` and ``generator_ema``: the average of the generator's weights that samples come from, with
-batch-norm statistics re-estimated for it (None in older DCGAN files trained without an average); ``load_generator``
-rebuilds the generator from the file alone. A generator maps z ~ N(0, I) of size ``config["latent_dim"]`` to images
-in [-1, 1] (Tanh), N x C x H x W.
+``history``, ``settings``, ``generator_ema``: the average of the generator's weights, with batch-norm statistics
+re-estimated for it (None in older DCGAN files trained without an average), and ``generator_sampled``: None where
+samples come from that average, else the weights they come from (G itself, with statistics re-estimated for it: early
+in training G can be ahead of its average). ``load_generator`` rebuilds the sampled generator from the file alone. A
+generator maps z ~ N(0, I) of size ``config["latent_dim"]`` to images in [-1, 1] (Tanh), N x C x H x W.
 """
 import copy
 import math
@@ -15,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common import cli, data, distributed, fid, plots, runs
+from common import classifier, cli, data, distributed, fid, plots, runs
 from common.plots import plt
 
 
@@ -104,13 +105,14 @@ def update_average(average, model, decay):
 
 
 @torch.no_grad()
-def recalibrate_batch_norm(generator, device, num_images=10000, batch_size=500):
+def recalibrate_batch_norm(generator, device, num_images=10000, batch_size=500, seed=0):
     """Re-estimate the batch-norm statistics of ``generator`` (the weight average) from its own outputs.
 
     The running means and variances copied from the trained G belong to G's weights, not to their average; used with
     the average they blur its samples (BENCHMARKS.md). One pass over fresh z in training mode with a cumulative
     average (momentum None) gives the statistics that belong to the average, as BigGAN's "standing statistics" do
-    (Brock et al. 2019, appendix C.1).
+    (Brock et al. 2019, appendix C.1). The z come from their own generator, seeded by ``seed``: re-estimating leaves
+    the global one, and so the z of training, untouched.
     """
     norms = [module for module in generator.modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)]
     if not norms:
@@ -120,8 +122,9 @@ def recalibrate_batch_norm(generator, device, num_images=10000, batch_size=500):
         module.reset_running_stats()
         module.momentum = None
     generator.train()
+    rng = torch.Generator(device=device).manual_seed(seed)
     for _ in range(num_images // batch_size):
-        generator(torch.randn(batch_size, generator.config["latent_dim"], device=device))
+        generator(torch.randn(batch_size, generator.config["latent_dim"], device=device, generator=rng))
     for module, momentum in zip(norms, momenta):
         module.momentum = momentum
     return generator.eval()
@@ -150,6 +153,13 @@ QUALITY_KEYS = ("frechet_distance", "inception_score", "class_shares", "min_clas
 GRID_SIZE = 64  # fixed-noise images drawn after every epoch, 8 x 8
 
 
+def sample_quality(judge, generator, real_features, device, seed):
+    """QUALITY_KEYS, in the eyes of the classifier ``judge``, of as many samples of ``generator`` (z from ``seed``) as
+    there are real images behind ``real_features``: the distance's bias depends on both counts."""
+    generated = generate(generator, len(real_features), device, seed=seed).to(device)
+    return classifier.sample_quality(judge, generated, real_features)
+
+
 def optimizer_step(optimizer, loss, network):
     """One step of ``optimizer`` down ``loss``'s gradient in ``network``'s weights; under torchrun the gradients are
     averaged over the processes first (why not DDP: common/distributed.py)."""
@@ -172,8 +182,9 @@ def average_decay(ema_decay, step):
 
 
 def train(cfg, architecture, fixed, networks, train_step, train_images, device, out, quality=None, keep_best=False):
-    """Train (or, with ``cfg.resume``, continue) a GAN, checkpointing after every epoch; returns (the weight average
-    in eval mode, history). The epoch loop of both GAN scripts, around each script's own ``train_step``.
+    """Train (or, with ``cfg.resume``, continue) a GAN, checkpointing after every epoch; returns (the generator the
+    last epoch's samples come from, in eval mode, and history). The epoch loop of both GAN scripts, around each
+    script's own ``train_step``.
 
     ``networks``: (G, D, G's optimizer, D's optimizer), just built from the seed. ``train_step(images)``: one step of
     the script's algorithm, D then G, on a batch of uint8 training images; returns its ``step_statistics``.
@@ -181,10 +192,11 @@ def train(cfg, architecture, fixed, networks, train_step, train_images, device, 
     seed, resume, epochs, batch_size, latent_dim, lr_g, lr_d, ema_decay and quality_every.
 
     After each epoch the losses are checked (a diverged epoch is not saved) and recorded; then rank 0 re-estimates
-    the weight average's batch-norm statistics, which every use below needs, draws its fixed-noise grid, scores it
-    with ``quality(average)`` (a dict of QUALITY_KEYS; None where nothing judges the samples) every
-    ``cfg.quality_every`` epochs and after the last, writes out/checkpoint.pt (and, with ``keep_best``, out/best.pt
-    whenever the tracked distance is the lowest so far) and prints the epoch's line.
+    the weight average's batch-norm statistics, which every use below needs, and picks the generator to sample
+    (``pick_sampler``), scoring it with ``quality(generator)`` (a dict of QUALITY_KEYS, on images the reported numbers
+    do not use; None where nothing judges the samples) every ``cfg.quality_every`` epochs and after the last; draws
+    its fixed-noise grid, writes out/checkpoint.pt (and, with ``keep_best``, out/best.pt whenever the tracked distance
+    is the lowest so far) and prints the epoch's line.
     """
     generator, discriminator, optimizer_g, optimizer_d = networks
     checkpoint_path = out / "checkpoint.pt"
@@ -217,13 +229,16 @@ def train(cfg, architecture, fixed, networks, train_step, train_images, device, 
         if not distributed.is_main():
             continue
 
-        recalibrate_batch_norm(average, device)
-        with torch.no_grad():
-            history["grids"].append(data.to_uint8(average(fixed_noise), -1, 1))
+        recalibrate_batch_norm(average, device, seed=cfg.seed)
+        sampler = average
         if quality and ((cfg.quality_every and epoch % cfg.quality_every == 0) or epoch == cfg.epochs):
-            record_quality(history, epoch, quality(average))
+            sampler = pick_sampler(history, epoch, average, generator, quality, device, cfg)
+        with torch.no_grad():
+            history["grids"].append(data.to_uint8(sampler(fixed_noise), -1, 1))
         state = dict(architecture=architecture, generator=generator.state_dict(), generator_config=generator.config,
-                     generator_ema=average.state_dict(), discriminator=discriminator.state_dict(),
+                     generator_ema=average.state_dict(),
+                     generator_sampled=None if sampler is average else sampler.state_dict(),
+                     discriminator=discriminator.state_dict(),
                      discriminator_config=discriminator.config, optimizer_g=optimizer_g.state_dict(),
                      optimizer_d=optimizer_d.state_dict(), epoch=epoch, history=history, settings=vars(cfg))
         runs.save_checkpoint(checkpoint_path, "gan", **state)
@@ -231,7 +246,25 @@ def train(cfg, architecture, fixed, networks, train_step, train_images, device, 
         if keep_best and measured and history["frechet_distance"][-1] == min(history["frechet_distance"]):
             runs.save_checkpoint(out / "best.pt", "gan", **state)
         print(epoch_summary(history, epoch, cfg.epochs), flush=True)
-    return average.eval(), history
+    return sampler.eval(), history
+
+
+def pick_sampler(history, epoch, average, generator, quality, device, cfg):
+    """The generator this epoch's samples come from, its ``quality`` scores recorded in ``history``: the weight
+    average, or G itself (a copy, its batch-norm statistics re-estimated from the same z) where G scores the lower
+    distance. Early on G improves faster than any average of its recent weights can follow (BENCHMARKS.md, "One
+    loop"); from the first epoch the average wins on, it is sampled without judging G again."""
+    scores, sampler = quality(average), average
+    if cfg.ema_decay and "average" not in history["sampled"]:
+        own = recalibrate_batch_norm(copy.deepcopy(generator), device, seed=cfg.seed)
+        own_scores = quality(own)
+        if own_scores["frechet_distance"] < scores["frechet_distance"]:
+            scores, sampler = own_scores, own
+    history["quality_epoch"].append(epoch)
+    history["sampled"].append("average" if sampler is average else "generator")
+    for key in QUALITY_KEYS:
+        history[key].append(scores[key])
+    return sampler
 
 
 def resume_or_start(checkpoint_path, cfg, architecture, fixed):
@@ -267,7 +300,7 @@ def restore(checkpoint, generator, average, discriminator, optimizer_g, optimize
     """
     if checkpoint is None:
         keys = ["step_loss_d", "step_loss_g", "step_d_real", "step_d_fake", "loss_d", "loss_g", "d_real", "d_fake",
-                "seconds", "grids", "quality_epoch", *QUALITY_KEYS]
+                "seconds", "grids", "quality_epoch", "sampled", *QUALITY_KEYS]
         return {key: [] for key in keys}, 1
     try:
         generator.load_state_dict(checkpoint["generator"])
@@ -284,7 +317,9 @@ def restore(checkpoint, generator, average, discriminator, optimizer_g, optimize
         optimizer.load_state_dict(state)
         for group in optimizer.param_groups:
             group["lr"] = rate
-    return checkpoint["history"], checkpoint["epoch"] + 1
+    history = checkpoint["history"]
+    history.setdefault("sampled", ["average"] * len(history["quality_epoch"]))  # files from before G could be picked
+    return history, checkpoint["epoch"] + 1
 
 
 def check_losses(steps, epoch, checkpoint_path):
@@ -302,12 +337,6 @@ def record_steps(history, steps):
         history[key].append(sum(values) / len(values))
 
 
-def record_quality(history, epoch, scores):
-    history["quality_epoch"].append(epoch)
-    for key in QUALITY_KEYS:
-        history[key].append(scores[key])
-
-
 def epoch_summary(history, epoch, epochs):
     """The one line printed after each epoch: losses, D's outputs, the quality measured this epoch, seconds."""
     line = (f"epoch {epoch:3d}/{epochs}  loss D {history['loss_d'][-1]:.3f}  G {history['loss_g'][-1]:.3f}  "
@@ -315,6 +344,8 @@ def epoch_summary(history, epoch, epochs):
     if history["quality_epoch"][-1:] == [epoch]:
         line += (f"  FD {history['frechet_distance'][-1]:7.2f}  IS {history['inception_score'][-1]:.2f}  "
                  f"rarest class {100 * history['min_class_share'][-1]:.1f}%")
+        if history["sampled"][-1] == "generator":
+            line += "  (sampled: G itself, ahead of its average)"
     return f"{line}  {history['seconds'][-1]:5.1f} s"
 
 
@@ -361,7 +392,8 @@ def report(metrics, generator, cfg, out, device, class_names, fid_network=None, 
 
 
 def load_generator(path, device, flag=None):
-    """The generator a GAN checkpoint holds, rebuilt from the file alone; the weight average where the run kept one.
+    """The generator a GAN checkpoint's samples come from, rebuilt from the file alone: ``generator_sampled`` where
+    the run picked G itself, else the weight average where the run kept one, else G.
 
     Returns (generator in eval mode, checkpoint). The DCGAN's module is imported only when a DCGAN file is loaded.
     ``flag``: the option that named the file, for the error message when it is not a GAN checkpoint.
@@ -377,14 +409,16 @@ def load_generator(path, device, flag=None):
         raise cli.UserError(f"{path} is not a GAN checkpoint of this project (architecture {architecture!r}); "
                             f"pass one written by gan_mnist.py or dcgan_cifar10.py")
     generator = generator_class(**checkpoint["generator_config"]).to(device)
-    averaged = checkpoint.get("generator_ema")
-    generator.load_state_dict(averaged if averaged is not None else checkpoint["generator"])
+    for key in ("generator_sampled", "generator_ema", "generator"):  # older files lack the first, or hold None
+        if checkpoint.get(key) is not None:
+            generator.load_state_dict(checkpoint[key])
+            break
     return generator.eval(), checkpoint
 
 
 # ----- figures -----
 
-def plot_training(out, history, title, reference="the test set"):
+def plot_training(out, history, title, reference):
     """The figures of a GAN's training from its history: losses.png, discriminator.png, grids/epoch_NNN.png,
     progress.png and, where quality was measured, quality.png (the distance to ``reference``)."""
     plot_losses(out / "losses.png", history, f"{title}: losses")

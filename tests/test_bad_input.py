@@ -73,7 +73,7 @@ def fingerprint(path):
     ("gan_mnist.py", "--eval-images", 20000, "--eval-images must be between 129 and 10000 (both included)"),
     # A Frechet distance from fewer images than the classifier's 128 features rests on a singular covariance.
     ("gan_mnist.py", "--eval-images", 2, "--eval-images must be between 129 and 10000 (both included), got 2"),
-    ("gan_mnist.py", "--quality-samples", 2, "--quality-samples must be >= 129, got 2"),
+    ("gan_mnist.py", "--quality-samples", 2, "--quality-samples must be between 129 and 60000"),
     ("dcgan_cifar10.py", "--quality-samples", 128, "--quality-samples must be between 129 and 5000"),
     ("dcgan_cifar10.py", "--quality-every", 0, "--quality-every must be >= 1, got 0"),
     ("dcgan_cifar10.py", "--ema-decay", 1, "--ema-decay must be between 0 and 1 (1 excluded)"),

@@ -3,6 +3,7 @@ import json
 import math
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -59,9 +60,17 @@ def test_trains_on_a_subset_writes_every_output_and_samples_from_its_checkpoint(
                                                                         distance(average, initial))
     # G's own statistics, in the widest layer, are far from those a fresh re-estimate (other z) gives the average;
     # the saved ones are near them.
-    fresh = gan.recalibrate_batch_norm(gan.load_generator(out / "checkpoint.pt", "cpu")[0], "cpu").net[7].running_mean
+    rebuilt = gan.MLPGenerator(**checkpoint["generator_config"])
+    rebuilt.load_state_dict(average)
+    fresh = gan.recalibrate_batch_norm(rebuilt, "cpu", seed=1).net[7].running_mean
     saved, own = average["net.7.running_mean"], last["net.7.running_mean"]
     assert float((saved - fresh).norm()) < 0.5 * float((own - fresh).norm())
+    # The samples come from the generator the history names for the last epoch, which --epochs 0 loads.
+    sampled = checkpoint["history"]["sampled"]
+    assert len(sampled) == 2 and (checkpoint["generator_sampled"] is None) == (sampled[-1] == "average")
+    loaded = gan.load_generator(out / "checkpoint.pt", "cpu")[0].state_dict()
+    picked = average if sampled[-1] == "average" else checkpoint["generator_sampled"]
+    assert all(torch.equal(loaded[name], picked[name]) for name in picked)
 
     again = gan_mnist.main(common + ["--epochs", "0", "--num-samples", "37", "--eval-images", "1000"])
     assert again["epochs"] == 2 and again["frechet_distance"] == pytest.approx(metrics["frechet_distance"])
@@ -104,6 +113,55 @@ def test_the_weight_average_warms_up_to_its_decay():
     # fixed 0.999 would keep 39% of them.
     kept = math.prod(gan.average_decay(0.999, step) for step in range(938))
     assert kept < 1e-3 and 0.999 ** 938 == pytest.approx(0.39, abs=0.01)
+
+
+def test_re_estimating_batch_norm_leaves_the_global_random_numbers_of_training_alone():
+    generator = gan.MLPGenerator(8, (16,))
+    twin = gan.MLPGenerator(8, (16,))
+    twin.load_state_dict(generator.state_dict())
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    gan.recalibrate_batch_norm(generator, "cpu", num_images=1000)
+    assert torch.equal(torch.rand(3), expected) and not generator.training
+    gan.recalibrate_batch_norm(twin, "cpu", num_images=1000)
+    assert torch.equal(twin.net[1].running_var, generator.net[1].running_var)  # the same seed: the same z
+    gan.recalibrate_batch_norm(twin, "cpu", num_images=1000, seed=1)
+    assert not torch.equal(twin.net[1].running_var, generator.net[1].running_var)
+
+
+def test_samples_come_from_g_itself_only_until_the_average_first_beats_it():
+    torch.manual_seed(0)
+    average, generator = gan.MLPGenerator(8, (16,)), gan.MLPGenerator(8, (16,))
+    cfg = SimpleNamespace(ema_decay=0.999, seed=0)
+    history = {"quality_epoch": [], "sampled": [], **{key: [] for key in gan.QUALITY_KEYS}}
+    judged = []
+
+    def quality(network, winner):
+        """A stand-in judge: ``winner`` ("average" or "generator") scores the lower distance."""
+        name = "average" if network is average else "generator"
+        judged.append(name)
+        return {"frechet_distance": 1.0 if name == winner else 2.0, "inception_score": 1.0, "class_shares": [1.0],
+                "min_class_share": 1.0}
+
+    picked = gan.pick_sampler(history, 1, average, generator, lambda g: quality(g, "generator"), "cpu", cfg)
+    # A copy of G, with its own re-estimated statistics; G itself (still training) is left in training mode.
+    assert picked is not average and picked is not generator and not picked.training and generator.training
+    assert torch.equal(picked.net[0].weight, generator.net[0].weight)
+    assert not torch.equal(picked.net[1].running_mean, generator.net[1].running_mean)
+    assert gan.pick_sampler(history, 2, average, generator, lambda g: quality(g, "average"), "cpu", cfg) is average
+    judged.clear()  # once the average has won, G is no longer judged, even where it would win
+    assert gan.pick_sampler(history, 3, average, generator, lambda g: quality(g, "generator"), "cpu", cfg) is average
+    assert judged == ["average"]
+    assert history["sampled"] == ["generator", "average", "average"] and history["frechet_distance"] == [1, 1, 2]
+    assert "(sampled: G itself" in gan.epoch_summary({**history, "quality_epoch": [1], "sampled": ["generator"],
+                                                      "loss_d": [1], "loss_g": [1], "d_real": [1], "d_fake": [0],
+                                                      "seconds": [1]}, 1, 3)
+    judged.clear()  # --ema-decay 0: the average is G itself, which is not judged twice
+    fresh = {"quality_epoch": [], "sampled": [], **{key: [] for key in gan.QUALITY_KEYS}}
+    gan.pick_sampler(fresh, 1, average, generator, lambda g: quality(g, "generator"), "cpu",
+                     SimpleNamespace(ema_decay=0.0, seed=0))
+    assert judged == ["average"] and fresh["sampled"] == ["average"]
 
 
 def test_minibatch_std_tells_identical_fakes_from_varied_ones():

@@ -76,7 +76,7 @@ def check_readable(axes, epochs=True):
 
 @pytest.mark.parametrize("epochs, steps_per_epoch", [(1, 1), (2, 1), (2, 8), (12, 40)])
 def test_gan_figures_read_well_after_any_number_of_epochs_and_steps(figures, tmp_path, epochs, steps_per_epoch):
-    gan.plot_training(tmp_path, gan_history(epochs, steps_per_epoch), "GAN")
+    gan.plot_training(tmp_path, gan_history(epochs, steps_per_epoch), "GAN", "training images")
     per_iteration, per_epoch = figures["losses.png"].axes
     for axes in (per_iteration, per_epoch, *figures["discriminator.png"].axes, *figures["quality.png"].axes):
         check_readable(axes)
