@@ -12,7 +12,7 @@ standard FID (common/fid.py; optional weights) against the 60k training images. 
 the epoch loop around it (resume, the weight average, checkpoints, quality tracking) is common/gan.py's train, shared
 with dcgan_cifar10.py.
 
-    python gan_mnist.py                                  # CPU: about 4.5 minutes on 2 cores
+    python gan_mnist.py                                  # CPU: about 3.5 minutes on 2 cores
     python gan_mnist.py --device cuda --epochs 100       # GPU
     torchrun --standalone --nproc_per_node 4 gan_mnist.py --device cuda --epochs 100   # 4 GPUs (README)
     python gan_mnist.py --epochs 0 --num-samples 10000   # sample from the saved checkpoint, no training
