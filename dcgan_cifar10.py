@@ -20,7 +20,7 @@ resized and centre-cropped to --image-size; 64 is the paper's size, with one mor
 Such a folder has no CIFAR-10 classes: no classifier judges it, and samples come from the last epoch. --fid inception
 adds the standard FID (common/fid.py; optional weights) against the training images, for either dataset.
 
-    python dcgan_cifar10.py                                  # CPU: about 75 s per epoch on 2 cores, 12 epochs
+    python dcgan_cifar10.py                                  # CPU: about 90 s per epoch on 2 cores, 11 epochs
     python dcgan_cifar10.py --device cuda --batch-size 128 --base-channels 64 --epochs 100   # GPU (bf16)
     torchrun --standalone --nproc_per_node 4 dcgan_cifar10.py --device cuda --batch-size 128 --epochs 100   # 4 GPUs
     python dcgan_cifar10.py --epochs 0 --num-samples 10000   # sample from the best checkpoint, no training
@@ -51,7 +51,7 @@ SETTINGS = {
                            "sub-folders or not (jpg, jpeg, png, webp, bmp)", ("cifar10", "folder"), cli.FIXED),
     "image_size": (32, "pixels on a side, 32 or 64 (the paper's size); images are resized on the short side and "
                        "centre-cropped", "[32, 64]", cli.FIXED),
-    "epochs": (12, "passes over the training images (0: sample the saved checkpoint, no training); --resume may add "
+    "epochs": (11, "passes over the training images (0: sample the saved checkpoint, no training); --resume may add "
                    "more"),
     "batch_size": (32, "real images per step (and as many generated ones); the paper's 128 learns slower per second "
                        "on a CPU", "[1, inf)", cli.FIXED),
