@@ -206,6 +206,10 @@ def train(cfg, architecture, fixed, networks, train_step, train_images, device, 
     history, first_epoch = restore(checkpoint, generator, average, discriminator, optimizer_g, optimizer_d,
                                    (cfg.lr_g, cfg.lr_d))
     distributed.broadcast_parameters(generator, discriminator)  # under torchrun: the same start in every process
+    sampler = average  # with no epoch left to train (a resumed run), the checkpoint's own choice
+    if checkpoint is not None and checkpoint.get("generator_sampled") is not None:
+        sampler = copy.deepcopy(generator)
+        sampler.load_state_dict(checkpoint["generator_sampled"])
     fixed_noise = torch.randn(GRID_SIZE, cfg.latent_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
     steps_per_epoch = -(-len(train_images) // cfg.batch_size)
 

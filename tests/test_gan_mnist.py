@@ -72,6 +72,10 @@ def test_trains_on_a_subset_writes_every_output_and_samples_from_its_checkpoint(
     picked = average if sampled[-1] == "average" else checkpoint["generator_sampled"]
     assert all(torch.equal(loaded[name], picked[name]) for name in picked)
 
+    # Resumed with no epoch left to train, the run samples what the checkpoint picked, and scores the same.
+    resumed = gan_mnist.main(common + ["--resume", "--limit", "6400", "--epochs", "2", "--quality-samples", "500",
+                                       "--eval-images", "1000"])
+    assert resumed["frechet_distance"] == pytest.approx(metrics["frechet_distance"])
     again = gan_mnist.main(common + ["--epochs", "0", "--num-samples", "37", "--eval-images", "1000"])
     assert again["epochs"] == 2 and again["frechet_distance"] == pytest.approx(metrics["frechet_distance"])
     images = np.load(out / "samples.npz")["images"]
