@@ -3,22 +3,22 @@ classifier the project trains itself.
 
 The convolutional GAN of Radford et al. (2016) (common/dcgan.py) with their recipe, Adam at 2e-4 with beta1 0.5, z of
 size 100, the non-saturating loss, but batches of 32 instead of 128: on a CPU, four times the steps at nearly the same
-images per second reach a given quality in far less time (bench/dcgan_race.py races it against the plain recipe). D
-is updated first on a real and a generated batch, then G. Real
-images get random horizontal flips, on the device. Samples come from an exponential moving average of G's weights,
-warmed up over the first steps, whose batch-norm statistics are re-estimated: it changes nothing in training and
-lowers the Frechet distance for free. Sample quality is tracked after every epoch as the Frechet distance in the
-features of a small CIFAR-10 classifier (common/classifier.py) to 5,000 training images, and the epoch with the
-lowest one is kept as best.pt beside the last checkpoint: DCGAN is known to degrade late in training. The final
-numbers compare 10,000 samples with the 10,000 test images, which the choice of epoch never saw. The other
-well-known stabilisers are flags: --spectral-norm, --loss hinge, --lr-g/--lr-d (two time scales); BENCHMARKS.md
-compares them. train_step below is the algorithm; the epoch loop around it (resume, the weight average, checkpoints,
-quality tracking) is common/gan.py's train, shared with gan_mnist.py.
+images per second reach a given quality in far less time (bench/dcgan_race.py races it against the plain recipe).
+main() below shows the whole algorithm: the networks (build), the step (train_step: D updated first on a real and a
+generated batch, then G) and the epoch loop around it; each piece of bookkeeping (resume, the weight average, the
+quality measurement, the epoch's grid, the checkpoints) is one call into common/. Real images get random horizontal
+flips, on the device. Samples come from an exponential moving average of G's weights whose half-life grows with the
+images seen, its batch-norm statistics re-estimated (common/weight_average.py). Sample quality is tracked after every
+epoch as the Frechet distance in the features of a small CIFAR-10 classifier the project trains itself
+(common/classifier.py) to the first 5,000 training images, which G trains on, and the epoch with the lowest one is
+kept as best.pt beside the last checkpoint: DCGAN is known to degrade late in training. The final numbers compare
+10,000 samples with the 10,000 test images and other z, which the choice of epoch never saw. The other well-known
+stabilisers are flags: --spectral-norm, --loss hinge, --lr-g/--lr-d (two time scales); BENCHMARKS.md compares them.
 
 --dataset folder --data-dir DIR trains on every image under DIR instead (class sub-folders optional, ignored),
 resized and centre-cropped to --image-size; 64 is the paper's size, with one more strided layer in both networks.
 Such a folder has no CIFAR-10 classes: no classifier judges it, and samples come from the last epoch. --fid inception
-adds the standard FID (common/fid.py; optional weights) against the training images, for either dataset.
+adds the standard FID and KID (common/fid.py; optional weights) against the 10k test images (a folder: its images).
 
     python dcgan_cifar10.py                                  # CPU: about 90 s per epoch on 2 cores, 11 epochs
     python dcgan_cifar10.py --device cuda --batch-size 128 --base-channels 64 --epochs 100   # GPU (bf16)
@@ -37,12 +37,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from common import classifier, cli, data, dcgan, distributed, fid, gan, plots, runs
+from common import (checkpoints, classifier, cli, data, dcgan, devices, distributed, fid, gan, plots, progress,
+                    run_folder, seeds, weight_average)
 
 SETTINGS = {
-    # Shared with the other scripts (common/cli.py, classifier.py, fid.py): --data-dir, --out-dir, --device auto,
+    # Shared with the other scripts (common/cli.py, classifier.py, fid.py, weight_average.py): --data-dir, --out-dir, --device auto,
     # --seed 0, --overwrite, --limit 0, --resume, --num-samples 0, --tensorboard,
-    # --classifier outputs/classifiers/cifar10.pt, --fid none, --fid-samples 50000, --inception-weights.
+    # --classifier outputs/classifiers/cifar10.pt, --fid none, --fid-samples 50000, --inception-weights, --ema-rampup 0.05.
     # cli.FIXED marks a setting that --resume must keep: it shapes the networks, the data or its order, the loss or
     # the optimizers' betas (--seed and --limit are fixed too, and --data-dir for a folder).
     **cli.TRAINING_SETTINGS,
@@ -65,19 +66,19 @@ SETTINGS = {
     "loss": ("bce", "bce (the non-saturating loss of Goodfellow et al. 2014) or hinge (Lim & Ye 2017)",
              ("bce", "hinge"), cli.FIXED),
     "spectral_norm": (False, "spectral normalisation instead of batch norm in D (Miyato et al. 2018)", cli.FIXED),
-    "ema_decay": (0.999, "sample from an exponential moving average of G's weights with this decay, reached by a "
-                         "warm-up of (1+t)/(10+t) at step t (0: from G itself)", "[0, 1)", cli.FIXED),
-    "quality_every": (1, "measure sample quality every N epochs (and always after the last)", "[1, inf)"),
-    "quality_samples": (5000, "generated images per quality measurement during training, against as many held-out "
-                               "training images (more than the classifier's features, so that their covariance is "
-                               "not singular)", f"[{classifier.MIN_IMAGES}, 5000]"),
-    "final_samples": (10000, "generated and real test images for the final numbers in metrics.json",
-                      f"[{classifier.MIN_IMAGES}, 10000]"),
+    "ema_half_life": (22000, "samples come from an exponential moving average of G's weights with this half-life "
+                             "in images (0: G itself); about 0.999 per step of 32", "[0, inf)", cli.FIXED),
+    **weight_average.SETTINGS,
+    "quality_every": (1, "measure sample quality every N epochs and after the last (0: after the last only)"),
+    "quality_samples": (5000, "generated images per quality measurement during training, against as many of the "
+                               "first training images (more than the classifier's features, so that their "
+                               "covariance is not singular)", f"[{classifier.MIN_IMAGES}, 5000]"),
+    "eval_images": (10000, "generated and real test images behind the final quality numbers (10k, as for FID)",
+                    f"[{classifier.MIN_IMAGES}, 10000]"),
     "sample_from": ("best", "generator of the final figures, metrics and samples: best (lowest tracked Frechet "
                             "distance, best.pt) or last (checkpoint.pt); a folder has no best.pt", ("best", "last")),
     **fid.SETTINGS,
 }
-GRID_SIZE = gan.GRID_SIZE  # real images shown beside as many generated ones
 NO_CLASSES_NOTE = ("a folder of images has no CIFAR-10 classes: no classifier-based distance, inception score or "
                    "class shares, no best.pt; the samples come from the last epoch. --fid inception adds the "
                    "standard FID against the folder's images")
@@ -164,11 +165,10 @@ def load_training_images(cfg, device):
     return data.resize_and_crop(images, cfg.image_size), []
 
 
-def plot_figures(history, generator, real_images, title, real_title, out, device):
-    gan.plot_training(out, history, title, "training images")
+def plot_real_vs_generated(generator, real_images, title, real_title, out, device):
     # The same number of real and generated images, side by side at the same scale: a small folder may hold fewer
     # real ones than the grid.
-    count = min(GRID_SIZE, len(real_images))
+    count = min(plots.GRID_SIZE, len(real_images))
     generated = gan.generate(generator, count, device, seed=1)
     real = real_images[torch.randperm(len(real_images), generator=torch.Generator().manual_seed(1))[:count]]
     real = data.resize_and_crop(real, generated.shape[-1])
@@ -186,11 +186,12 @@ def main(argv=None):
                             f"{cfg.image_size}")
     if cfg.dataset == "folder" and not cfg.data_dir:
         raise cli.UserError("--dataset folder needs --data-dir DIR, the folder of your images")
-    device = runs.pick_device(cfg.device)
+    device = devices.pick_device(cfg.device)
     # Loaded first: a missing package or missing weights stops the run now, not after hours of training.
     fid_network = fid.load_network(cfg.inception_weights, device) if cfg.fid == "inception" else None
-    out = runs.open_run(__file__, cfg, device, checkpoint="checkpoint.pt",
-                        sample_shape=(3, cfg.image_size, cfg.image_size))
+    out = run_folder.open_run(__file__, cfg, device, checkpoint="checkpoint.pt",
+                              sample_shape=(3, cfg.image_size, cfg.image_size))
+    checkpoint_path = out / "checkpoint.pt"
     train_images, skipped = load_training_images(cfg, device)
     judged = cfg.dataset == "cifar10"  # a classifier of CIFAR-10's classes means nothing on a folder of other images
     if judged and cfg.epochs and len(train_images) < classifier.MIN_IMAGES:
@@ -199,46 +200,71 @@ def main(argv=None):
                             f"{classifier.MIN_IMAGES} or more")
     # Rank 0 alone judges the samples, during training too: under torchrun the other processes only train.
     if judged and distributed.is_main():
-        test_images, _ = data.load_cifar10(cfg.data_dir, train=False, device=device)
-        judge, judge_accuracy = classifier.cifar10_classifier(cfg.data_dir, device, cfg.classifier)
-        # The 32 x 32 classifier sees 64 x 64 samples downsampled (classifier.features_and_probabilities).
-        quality = functools.partial(gan.sample_quality, judge, device=device)
-        test_features, _ = classifier.features_and_probabilities(judge, test_images[:cfg.final_samples])
+        judge, identity = classifier.cifar10_classifier(cfg.data_dir, device, cfg.classifier)
+        # The 32 x 32 classifier sees 64 x 64 samples downsampled (classifier.features_and_probabilities). best.pt is
+        # chosen by the distance to the first training images, which G trains on (they hold every class equally
+        # often); the final numbers use the test images and other z, so the choice cannot flatter them.
+        tracked_features, _ = classifier.features_and_probabilities(judge, train_images[:cfg.quality_samples])
+        tracked = functools.partial(gan.sample_quality, judge, real_features=tracked_features, device=device,
+                                    seed=cfg.seed)
 
     if cfg.epochs:
-        # best.pt is chosen by the distance to training images (the first ones hold every class equally often); the
-        # final numbers use test images and other noise, so the choice cannot flatter them.
-        tracked = None
-        if judged and distributed.is_main():
-            selection_features, _ = classifier.features_and_probabilities(judge, train_images[:cfg.quality_samples])
-            tracked = functools.partial(quality, real_features=selection_features, seed=cfg.seed)
-        runs.seed_everything(cfg.seed)  # the initial weights are the seed's too
-        networks = build(cfg, device)
+        seeds.seed_everything(cfg.seed)  # the initial weights are the seed's too
+        generator, discriminator, optimizer_g, optimizer_d = build(cfg, device)
         autocast, memory_format = precision(device)
-        step = functools.partial(train_step, *networks, cfg=cfg, autocast=autocast, memory_format=memory_format)
-        gan.train(cfg, "dcgan", cli.fixed_on_resume(SETTINGS) + data_settings(cfg), networks, step, train_images,
-                  device, out, tracked, keep_best=True)
+        average, history, first_epoch = gan.start(checkpoint_path, cfg, "dcgan",
+                                                  cli.fixed_on_resume(SETTINGS) + data_settings(cfg), generator,
+                                                  discriminator, optimizer_g, optimizer_d)
+        noise = gan.fixed_noise(cfg, device)
+        steps_per_epoch = -(-len(train_images) // cfg.batch_size)
+        for epoch in range(first_epoch, cfg.epochs + 1):
+            timer = progress.Timer(device)
+            generator.train()
+            discriminator.train()
+            steps = []  # one row of statistics per step, kept on the device: no sync per step
+            for step, index in enumerate(gan.batches(train_images, cfg, epoch, device),
+                                         start=(epoch - 1) * steps_per_epoch):
+                steps.append(train_step(generator, discriminator, optimizer_g, optimizer_d, train_images[index], cfg,
+                                        autocast, memory_format))
+                beta = weight_average.decay((step + 1) * cfg.batch_size, cfg.batch_size, cfg.ema_half_life,
+                                            cfg.ema_rampup)
+                weight_average.update(average, generator, beta)
+            gan.record_epoch(history, steps, epoch, checkpoint_path, timer, generator, discriminator)
+            if not distributed.is_main():
+                continue
+            weight_average.reestimate_batch_norm(average, device, seed=cfg.seed)
+            if judged and gan.quality_due(cfg, epoch):
+                gan.record_quality(history, epoch, tracked(average))
+            gan.save_grid(out, epoch, average, noise)
+            state = gan.checkpoint_state("dcgan", cfg, epoch, history, generator, average, discriminator,
+                                         optimizer_g, optimizer_d)
+            checkpoints.save_checkpoint(checkpoint_path, "gan", **state)
+            if gan.is_best(history, epoch):  # DCGAN is known to degrade late in training: keep its best epoch
+                checkpoints.save_checkpoint(out / "best.pt", "gan", **state)
+            print(gan.epoch_summary(history, epoch, cfg.epochs), flush=True)
     if not distributed.is_main():
         return None
-    last = runs.load_checkpoint(out / "checkpoint.pt", device, kind="gan")
-    if not cfg.epochs:  # the figures, numbers and FID compare G with the data it was trained on
-        if last["architecture"] != "dcgan":
-            raise cli.UserError(f"{out / 'checkpoint.pt'} holds a {last['architecture']} GAN, not the DCGAN of "
-                                f"dcgan_cifar10.py: sample it with the script that trained it, or pass another "
-                                f"--out-dir")
-        runs.check_resumable(last, cfg, data_settings(cfg), out / "checkpoint.pt")
+    # The figures, numbers and FID compare G with the data it was trained on: a checkpoint sampled with --epochs 0
+    # must hold a DCGAN of the same data settings.
+    last = checkpoints.load_checkpoint(checkpoint_path, device, kind="gan")
+    checkpoints.check_resumable(last, cfg, data_settings(cfg), checkpoint_path)
     history = last["history"]
     best = judged and cfg.sample_from == "best"
-    generator, checkpoint = gan.load_generator(out / ("best.pt" if best else "checkpoint.pt"), device)
-    runs.start_record()
+    generator, checkpoint = gan.load_generator(out / ("best.pt" if best else "checkpoint.pt"), device,
+                                               architecture="dcgan")
+    run_folder.start_record()
 
     size = f" at {cfg.image_size} x {cfg.image_size}" if cfg.image_size != 32 else ""
     if judged:
-        plot_figures(history, generator, test_images, f"DCGAN on CIFAR-10{size}", "CIFAR-10 test images", out,
-                     device)
+        test_images, _ = data.load_cifar10(cfg.data_dir, train=False, device=device, limit=cfg.eval_images)
+        plots.plot_gan_training(out, history, f"DCGAN on CIFAR-10{size}", "training images")
+        plot_real_vs_generated(generator, test_images, f"DCGAN on CIFAR-10{size}", "CIFAR-10 test images", out,
+                               device)
         best_index = history["frechet_distance"].index(min(history["frechet_distance"]))
+        test_features, _ = classifier.features_and_probabilities(judge, test_images)
         metrics = {
-            **gan.final_metrics(quality(generator, test_features, seed=cfg.seed + 2), history, judge_accuracy),
+            **gan.final_metrics(gan.sample_quality(judge, generator, test_features, device, seed=cfg.seed + 2),
+                                history, identity),
             "sampled_epoch": checkpoint["epoch"],
             "best_epoch": history["quality_epoch"][best_index],
             "tracked_frechet_distance_best": history["frechet_distance"][best_index],
@@ -246,12 +272,18 @@ def main(argv=None):
         }
     else:
         name = Path(cfg.data_dir).resolve().name
-        plot_figures(history, generator, train_images, f"DCGAN on {name}{size}", f"images from {name}", out,
-                     device)
+        plots.plot_gan_training(out, history, f"DCGAN on {name}{size}", "training images")
+        plot_real_vs_generated(generator, train_images, f"DCGAN on {name}{size}", f"images from {name}", out, device)
         metrics = {**gan.final_metrics({}, history), "sampled_epoch": checkpoint["epoch"],
                    "images": len(train_images), "unreadable_files_skipped": len(skipped), "note": NO_CLASSES_NOTE}
     metrics["seconds_per_epoch"] = sum(history["seconds"]) / len(history["seconds"])
-    return gan.report(metrics, generator, cfg, out, device, data.CIFAR10_CLASSES, fid_network, train_images)
+    if not judged:
+        fid_reference, reference_name = train_images, f"the folder's {len(train_images)} images"
+    else:
+        fid_reference = data.load_cifar10(cfg.data_dir, train=cfg.fid_reference == "train")[0]
+        reference_name = f"CIFAR-10's {len(fid_reference)} {cfg.fid_reference} images"
+    return gan.report(metrics, generator, cfg, out, device, data.CIFAR10_CLASSES, fid_network, fid_reference,
+                      reference_name)
 
 
 if __name__ == "__main__":

@@ -1,16 +1,17 @@
 """A fully connected GAN on MNIST that draws every digit, judged by a classifier the project trains itself.
 
 The "simple GAN": an MLP generator and an MLP discriminator trained with the non-saturating loss (Goodfellow et al.
-2014), D updated first on a real and a generated batch, then G. What keeps it from collapsing onto a few digit shapes,
-as PyTorch-GAN's gan.py does here (bench/gan_mnist_vs_pytorch_gan.py): a minibatch standard-deviation feature in D,
-one-sided label smoothing, a learning rate of 1e-3, and samples from an average of G's weights, warmed up over the
-first steps, whose batch-norm statistics are re-estimated (BENCHMARKS.md measures each). Quality is judged in the
-features of the cached MNIST classifier (common/classifier.py): Frechet distance, inception score and each digit's
-share, of 5k samples against the first 5k training images after each epoch (in the first epochs G itself is sampled
-where it beats its average there), and of 10k against the 10k test images at the end. --fid inception adds the
-standard FID (common/fid.py; optional weights) against the 60k training images. train_step below is the algorithm;
-the epoch loop around it (resume, the weight average, checkpoints, quality tracking) is common/gan.py's train, shared
-with dcgan_cifar10.py.
+2014). main() below shows the whole algorithm: the networks (build), the step (train_step: D updated first on a real
+and a generated batch, then G) and the epoch loop around it; each piece of bookkeeping (resume, the weight average,
+the quality measurement, the epoch's grid, the checkpoint) is one call into common/. What keeps it from collapsing
+onto a few digit shapes, as PyTorch-GAN's gan.py does here (bench/gan_mnist_vs_pytorch_gan.py): a minibatch
+standard-deviation feature in D, one-sided label smoothing, a learning rate of 1e-3, and samples from an exponential
+moving average of G's weights whose half-life grows with the images seen, its batch-norm statistics re-estimated
+(common/weight_average.py; BENCHMARKS.md measures each). Quality is judged in the features of the cached MNIST
+classifier (common/classifier.py), a network the project trains itself, named by its weights' hash in metrics.json:
+Frechet distance, inception score and each digit's share, of 5k samples against the first 5k training images after
+each epoch, and of 10k against the 10k test images at the end, with other z. --fid inception adds the standard FID
+and KID (common/fid.py; optional weights) of 10k samples against the 10k test images.
 
     python gan_mnist.py                                  # CPU: about 3.5 minutes on 2 cores
     python gan_mnist.py --device cuda --epochs 100       # GPU
@@ -24,12 +25,13 @@ import functools
 
 import torch
 
-from common import classifier, cli, data, distributed, fid, gan, plots, runs
+from common import (checkpoints, classifier, cli, data, devices, distributed, fid, gan, mlp_gan, plots, progress,
+                    run_folder, seeds, weight_average)
 
 SETTINGS = {
-    # Shared with the other scripts (common/cli.py, classifier.py, fid.py): --data-dir, --out-dir, --device auto,
+    # Shared with the other scripts (common/cli.py, classifier.py, fid.py, weight_average.py): --data-dir, --out-dir, --device auto,
     # --seed 0, --overwrite, --limit 0, --resume, --num-samples 0, --tensorboard,
-    # --classifier outputs/classifiers/mnist.pt, --fid none, --fid-samples 50000, --inception-weights.
+    # --classifier outputs/classifiers/mnist.pt, --fid none, --fid-samples 50000, --inception-weights, --ema-rampup 0.05.
     # cli.FIXED marks a setting that --resume must keep: it shapes the networks, the data or its order, or the
     # optimizers' betas (--seed and --limit are fixed too).
     **cli.TRAINING_SETTINGS,
@@ -49,8 +51,9 @@ SETTINGS = {
     "real_label": (0.9, "target for real images in D's loss; below 1 is one-sided label smoothing", "(0, 1]",
                    cli.FIXED),
     "minibatch_std": (True, "give D the batch's feature spread as one more input (Karras et al. 2018)", cli.FIXED),
-    "ema_decay": (0.999, "sample from an exponential moving average of G's weights with this decay, reached by a "
-                         "warm-up of (1+t)/(10+t) at step t (0: from G itself)", "[0, 1)", cli.FIXED),
+    "ema_half_life": (44000, "samples come from an exponential moving average of G's weights with this half-life "
+                             "in images (0: G itself); about 0.999 per step of 64", "[0, inf)", cli.FIXED),
+    **weight_average.SETTINGS,
     "quality_every": (1, "measure sample quality every N epochs and after the last (0: after the last only)"),
     "quality_samples": (5000, "generated images per quality measurement during training, against as many of the "
                                "first training images (more than the classifier's features, so that their covariance "
@@ -62,8 +65,8 @@ SETTINGS = {
 
 def build(cfg, device):
     """G, D and their Adam optimizers, from the flags."""
-    generator = gan.MLPGenerator(cfg.latent_dim, (cfg.g_width, 2 * cfg.g_width, 4 * cfg.g_width)).to(device)
-    discriminator = gan.MLPDiscriminator(hidden=(cfg.d_width, cfg.d_width // 2),
+    generator = mlp_gan.Generator(cfg.latent_dim, (cfg.g_width, 2 * cfg.g_width, 4 * cfg.g_width)).to(device)
+    discriminator = mlp_gan.Discriminator(hidden=(cfg.d_width, cfg.d_width // 2),
                                          minibatch_std=cfg.minibatch_std).to(device)
     fused = device.type in ("cpu", "cuda")  # one kernel for the whole Adam update
     optimizer_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, 0.999), fused=fused)
@@ -93,16 +96,16 @@ def train_step(generator, discriminator, optimizer_g, optimizer_d, images, cfg):
 
 
 def plot_figures(history, generator, out, device):
-    gan.plot_training(out, history, "MLP GAN on MNIST", "training images")
+    plots.plot_gan_training(out, history, "MLP GAN on MNIST", "training images")
     samples = gan.generate(generator, 100, device, seed=1)
     plots.save_grid(out / "samples.png", data.to_unit_range(samples), 10, "New digits: G(z), z ~ N(0, I)")
 
 
 def judges(cfg, device):
     """``tracked(generator)`` and ``final(generator)``: the quality numbers of samples in the cached classifier's eyes,
-    during training against the first --quality-samples training images (which pick the generator to sample, in
-    common/gan.py), at the end against --eval-images test images, with other z; and the classifier's test accuracy."""
-    judge, judge_accuracy = classifier.mnist_classifier(cfg.data_dir, device, cfg.classifier)
+    during training against the first --quality-samples training images, at the end against --eval-images test
+    images, with other z; and the classifier's identity (common/classifier.py)."""
+    judge, identity = classifier.mnist_classifier(cfg.data_dir, device, cfg.classifier)
     features = {}
     for name, train, count in [("tracked", True, cfg.quality_samples), ("final", False, cfg.eval_images)]:
         images, _ = data.load_mnist(cfg.data_dir, train=train, device=device, limit=count)
@@ -111,12 +114,12 @@ def judges(cfg, device):
                                 seed=cfg.seed)
     final = functools.partial(gan.sample_quality, judge, real_features=features["final"], device=device,
                               seed=cfg.seed + 2)
-    return tracked, final, judge_accuracy
+    return tracked, final, identity
 
 
 def main(argv=None):
     cfg = cli.parse(SETTINGS, __doc__, argv)
-    device = runs.pick_device(cfg.device)
+    device = devices.pick_device(cfg.device)
     if cfg.epochs:  # batch norm in G normalises over each process's share of a batch: a share of 1 has no spread
         distributed.check_batch_size(cfg.batch_size, per_process=2)
         if 0 < cfg.limit < 2 * distributed.world_size():
@@ -125,32 +128,54 @@ def main(argv=None):
                                 f"or more")
     # Loaded first: a missing package or missing weights stops the run now, not after the training.
     fid_network = fid.load_network(cfg.inception_weights, device) if cfg.fid == "inception" else None
-    out = runs.open_run(__file__, cfg, device, checkpoint="checkpoint.pt", sample_shape=(1, 28, 28))
+    out = run_folder.open_run(__file__, cfg, device, checkpoint="checkpoint.pt", sample_shape=(1, 28, 28))
     checkpoint_path = out / "checkpoint.pt"
-    if cfg.epochs == 0:
-        generator, checkpoint = gan.load_generator(checkpoint_path, device)
-        if checkpoint["architecture"] != "mlp":
-            raise cli.UserError(f"{checkpoint_path} holds a {checkpoint['architecture']} GAN, not the mlp GAN of "
-                                f"gan_mnist.py: sample it with the script that trained it, or pass another --out-dir")
+    if cfg.epochs == 0:  # sample the saved checkpoint: read first, a wrong file is one line before any work
+        average, checkpoint = gan.load_generator(checkpoint_path, device, architecture="mlp")
         history = checkpoint["history"]
     # Rank 0 alone judges the samples, during training too: under torchrun the other processes only train.
-    tracked, final, judge_accuracy = judges(cfg, device) if distributed.is_main() else (None, None, None)
+    tracked, final, judge = judges(cfg, device) if distributed.is_main() else (None, None, None)
     train_images = None
-    if cfg.epochs or fid_network is not None:
+    if cfg.epochs or (fid_network is not None and cfg.fid_reference == "train"):
         train_images, _ = data.load_mnist(cfg.data_dir, train=True, device=device, limit=cfg.limit)
+
     if cfg.epochs:
-        runs.seed_everything(cfg.seed)  # the initial weights are the seed's too
-        networks = build(cfg, device)
-        generator, history = gan.train(cfg, "mlp", cli.fixed_on_resume(SETTINGS), networks,
-                                       functools.partial(train_step, *networks, cfg=cfg), train_images, device, out,
-                                       tracked)
+        seeds.seed_everything(cfg.seed)  # the initial weights are the seed's too
+        generator, discriminator, optimizer_g, optimizer_d = build(cfg, device)
+        average, history, first_epoch = gan.start(checkpoint_path, cfg, "mlp", cli.fixed_on_resume(SETTINGS),
+                                                  generator, discriminator, optimizer_g, optimizer_d)
+        noise = gan.fixed_noise(cfg, device)
+        steps_per_epoch = -(-len(train_images) // cfg.batch_size)
+        for epoch in range(first_epoch, cfg.epochs + 1):
+            timer = progress.Timer(device)
+            generator.train()
+            discriminator.train()
+            steps = []  # one row of statistics per step, kept on the device: no sync per step
+            for step, index in enumerate(gan.batches(train_images, cfg, epoch, device),
+                                         start=(epoch - 1) * steps_per_epoch):
+                steps.append(train_step(generator, discriminator, optimizer_g, optimizer_d, train_images[index], cfg))
+                beta = weight_average.decay((step + 1) * cfg.batch_size, cfg.batch_size, cfg.ema_half_life,
+                                            cfg.ema_rampup)
+                weight_average.update(average, generator, beta)
+            gan.record_epoch(history, steps, epoch, checkpoint_path, timer, generator, discriminator)
+            if not distributed.is_main():
+                continue
+            weight_average.reestimate_batch_norm(average, device, seed=cfg.seed)
+            if gan.quality_due(cfg, epoch):
+                gan.record_quality(history, epoch, tracked(average))
+            gan.save_grid(out, epoch, average, noise)
+            checkpoints.save_checkpoint(checkpoint_path, "gan", **gan.checkpoint_state(
+                "mlp", cfg, epoch, history, generator, average, discriminator, optimizer_g, optimizer_d))
+            print(gan.epoch_summary(history, epoch, cfg.epochs), flush=True)
     if not distributed.is_main():
         return None
-    runs.start_record()
+    run_folder.start_record()
 
-    plot_figures(history, generator, out, device)
-    metrics = gan.final_metrics(final(generator), history, judge_accuracy)
-    return gan.report(metrics, generator, cfg, out, device, range(10), fid_network, train_images)
+    plot_figures(history, average, out, device)
+    metrics = gan.final_metrics(final(average), history, judge)
+    fid_reference = train_images if cfg.fid_reference == "train" else data.load_mnist(cfg.data_dir, train=False)[0]
+    return gan.report(metrics, average, cfg, out, device, range(10), fid_network, fid_reference,
+                      f"MNIST's {len(fid_reference)} {cfg.fid_reference} images")
 
 
 if __name__ == "__main__":

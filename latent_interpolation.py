@@ -14,20 +14,17 @@ never saw in training, while slerp stays on the shell (White 2016, "Sampling gen
 Writes to outputs/latent_interpolation/: strips/pair_N_{lerp,slerp}.png, grid.png, steps.png, norms.png,
 metrics.json, config.json.
 """
-import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from matplotlib.ticker import MaxNLocator
 
-from common import classifier, cli, data, distributed, gan, plots, runs
+from common import classifier, cli, data, devices, distributed, files, gan, plots, run_folder
 from common.plots import plt
 
 MNIST_CHECKPOINT = Path("outputs/gan_mnist/checkpoint.pt")
-DCGAN_CHECKPOINT = Path("outputs/dcgan_cifar10/checkpoint.pt")
+DCGAN_CHECKPOINTS = (Path("outputs/dcgan_cifar10/best.pt"), Path("outputs/dcgan_cifar10/checkpoint.pt"))
 
 SETTINGS = {
     # Shared with the other scripts (common/cli.py, classifier.py): --data-dir, --out-dir, --device auto, --seed 0,
@@ -35,7 +32,7 @@ SETTINGS = {
     **cli.BASE_SETTINGS,
     **classifier.MNIST_SETTINGS,
     "checkpoint": ("", f"GAN checkpoint to walk through (default {MNIST_CHECKPOINT}, trained first if absent)"),
-    "dcgan": (False, f"walk through dcgan_cifar10.py's generator ({DCGAN_CHECKPOINT}) instead"),
+    "dcgan": (False, f"walk through the generator dcgan_cifar10.py reports ({DCGAN_CHECKPOINTS[0]}) instead"),
     "cifar10_classifier": ("outputs/classifiers/cifar10.pt", "cached CIFAR-10 classifier, used with --dcgan"),
     "pairs": (4, "pairs of endpoints, each a different pair of classes", "[1, inf)"),
     "steps": (12, "images along each path, both endpoints included", "[2, inf)"),
@@ -74,22 +71,16 @@ def checkpoint_path(cfg, out):
     """The checkpoint to load; gan_mnist.py's default one is trained first (with its defaults) if absent."""
     if cfg.checkpoint:
         return Path(cfg.checkpoint)
-    if cfg.dcgan:
-        if not DCGAN_CHECKPOINT.exists():
-            raise cli.UserError(f"no DCGAN checkpoint at {DCGAN_CHECKPOINT}: run dcgan_cifar10.py first, "
-                                f"or pass --checkpoint PATH")
-        return DCGAN_CHECKPOINT
+    if cfg.dcgan:  # the generator dcgan_cifar10.py reports: best.pt, or the last epoch's for a folder of images
+        for path in DCGAN_CHECKPOINTS:
+            if path.exists():
+                return path
+        raise cli.UserError(f"no DCGAN checkpoint at {DCGAN_CHECKPOINTS[0]}: run dcgan_cifar10.py first, or pass "
+                            f"--checkpoint PATH")
     if not MNIST_CHECKPOINT.exists():
         print(f"no GAN at {MNIST_CHECKPOINT}: training one with gan_mnist.py's defaults first", flush=True)
-        command = [sys.executable, str(Path(__file__).resolve().parent / "gan_mnist.py"),
-                   "--out-dir", str(MNIST_CHECKPOINT.parent), "--device", cfg.device, "--seed", str(cfg.seed),
-                   "--classifier", cfg.classifier] + (["--data-dir", cfg.data_dir] if cfg.data_dir else [])
-        # gan_mnist.py says on its line what it kept; a rerun of this script would walk an unfinished GAN.
-        cli.on_interrupt(f"finish the default GAN first with {shlex.join(['python', *command[1:], '--resume'])}, "
-                         f"then rerun this command")
-        if subprocess.run(command).returncode != 0:
-            raise cli.UserError("training the default GAN with gan_mnist.py failed (its error is above)")
-        cli.on_interrupt("rerun the same command to start again")
+        cli.run_script("gan_mnist.py", "--out-dir", MNIST_CHECKPOINT.parent, "--device", cfg.device, "--seed",
+                       cfg.seed, "--classifier", cfg.classifier, *(["--data-dir", cfg.data_dir] if cfg.data_dir else []))
     return MNIST_CHECKPOINT
 
 
@@ -98,16 +89,12 @@ def load_judge(cfg, checkpoint, device):
     if checkpoint["architecture"] == "mlp":
         judge, _ = classifier.mnist_classifier(cfg.data_dir, device, cfg.classifier)
         return judge, [str(digit) for digit in range(10)]
-    if (checkpoint.get("settings") or {}).get("dataset", "cifar10") != "cifar10":
+    if checkpoint["settings"]["dataset"] != "cifar10":
         print("note: the DCGAN was trained on a folder of images without CIFAR-10 classes: feature distances, "
               "predicted classes and --classes are skipped")
         return None, None
-    if hasattr(classifier, "cifar10_classifier"):
-        judge, _ = classifier.cifar10_classifier(cfg.data_dir, device, cfg.cifar10_classifier)
-        return judge, list(data.CIFAR10_CLASSES)
-    print("note: no CIFAR-10 classifier in common/classifier.py: feature distances, predicted classes and "
-          "--classes are skipped")
-    return None, None
+    judge, _ = classifier.cifar10_classifier(cfg.data_dir, device, cfg.cifar10_classifier)
+    return judge, list(data.CIFAR10_CLASSES)
 
 
 @torch.no_grad()
@@ -277,11 +264,11 @@ def main(argv=None):
     if distributed.launched_by_torchrun():
         raise cli.UserError("latent_interpolation.py trains nothing and gains nothing from torchrun: run it as "
                             "python latent_interpolation.py")
-    device = runs.pick_device(cfg.device)
+    device = devices.pick_device(cfg.device)
     if cfg.steps < 2 or cfg.pairs < 1 or cfg.pool < 2 * cfg.pairs:
         raise cli.UserError(f"--steps must be >= 2, --pairs >= 1 and --pool >= 2 * pairs, got {cfg.steps}, "
                             f"{cfg.pairs} and {cfg.pool}")
-    out = runs.open_run(__file__, cfg, device)
+    out = run_folder.open_run(__file__, cfg, device)
     path = checkpoint_path(cfg, out)
     generator, checkpoint = gan.load_generator(path, device, flag="--checkpoint")
     judge, names = load_judge(cfg, checkpoint, device)
@@ -289,7 +276,7 @@ def main(argv=None):
         raise cli.UserError("--classes needs a classifier for this dataset; drop --classes")
 
     endpoints = pick_endpoints(generator, judge, cfg, device, len(names) if names else 0)
-    runs.start_record()
+    run_folder.start_record()
     paths = walk(generator, judge, endpoints, cfg.steps, device)
     plot_paths(paths, names, out)
     plot_steps(paths, names, out)
@@ -297,7 +284,7 @@ def main(argv=None):
 
     metrics = {"checkpoint": str(path), "pairs": [list(pair["classes"]) for pair in paths], "steps": cfg.steps,
                **summarise(paths)}
-    runs.write_json(out / "metrics.json", metrics)
+    files.write_json(out / "metrics.json", metrics)
     for method in METHODS:
         line = (f"{method:5s}  mean step {metrics[f'{method}_mean_step']:.2f}  "
                 f"largest {metrics[f'{method}_max_step']:.2f}  "

@@ -20,7 +20,7 @@ import sklearn
 import torch
 import torchvision
 
-from common import data, plots, runs
+from common import data, files, plots
 
 REPO = Path(__file__).resolve().parent
 
@@ -139,7 +139,8 @@ def gan_numbers(metrics, names=tuple(str(digit) for digit in range(10))):
     return [("Frechet distance to the test images (classifier features)", f"{metrics['frechet_distance']:.1f}"),
             ("inception score (classifier-based)", f"{metrics['inception_score']:.2f}"),
             ("rarest class among the samples", rarest(metrics["class_shares"], names)),
-            ("judging classifier's test accuracy", f"{metrics['classifier_test_accuracy']:.4f}"),
+            ("judging classifier (weights' SHA-256, test accuracy)",
+             f"{metrics['classifier']['weights_sha256']}, {metrics['classifier']['test_accuracy']:.4f}"),
             ("epochs", f"{metrics['epochs']}")]
 
 
@@ -304,4 +305,4 @@ def write_report(root, stages, quick):
 
 
 def write_text(path, text):
-    runs.atomic_write(path, lambda temporary: Path(temporary).write_text(text))
+    files.atomic_write(path, lambda temporary: Path(temporary).write_text(text))

@@ -39,7 +39,7 @@ import report
 import vae_anomaly_detection
 import vae_latent_space_visualization
 import vae_mnist
-from common import classifier, cli, data, runs
+from common import classifier, cli, data, devices, files
 
 SETTINGS = {
     **cli.BASE_SETTINGS,
@@ -68,7 +68,7 @@ QUICK = {
     # A fifth of the images at a quarter of the default batch: more steps in the same time, which is what takes the
     # samples from grey blobs to coloured scenes (batch 64 for four epochs still drew blurred blobs: BENCHMARKS.md).
     "dcgan_cifar10": ["--limit", "10000", "--batch-size", "32", "--epochs", "5", "--quality-samples", "1000",
-                      "--final-samples", "2000"],
+                      "--eval-images", "2000"],
     # The judges: the project's small CNN with its recipe, on the first training images only (BENCHMARKS.md gives
     # their test accuracy): training them on everything would take most of the ten minutes.
     "classifiers": {"mnist": 10_000, "cifar10": 10_000},
@@ -204,7 +204,7 @@ def read_record(path):
 
 def main(argv=None):
     cfg = cli.parse(SETTINGS, __doc__, argv)
-    device = runs.pick_device(cfg.device)
+    device = devices.pick_device(cfg.device)
     root = Path(cfg.out_dir) if cfg.out_dir else Path("outputs/quick" if cfg.quick else "outputs")
     stages = list(SCRIPTS)
     if cfg.quick:
@@ -238,7 +238,7 @@ def main(argv=None):
         except Exception:
             print(f"failed (its output: {root / 'logs' / name}.log)")
             raise
-        runs.write_json(record_path, {"quick": cfg.quick, "stages": record})
+        files.write_json(record_path, {"quick": cfg.quick, "stages": record})
         done = record[name]
         print(f"{'resumed, ' if done['resumed'] else ''}done in {done['wall_seconds']:.1f} s "
               f"(CPU {done['cpu_seconds']:.0f} s)", flush=True)

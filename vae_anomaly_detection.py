@@ -33,7 +33,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from common import anomaly_scores, cli, data, distributed, plots, runs, vae
+from common import anomaly_scores, cli, data, devices, distributed, files, plots, progress, run_folder, seeds, vae
 from common.anomaly_scores import ANOMALY_SCORES, best_f1_threshold, confusion
 from common.corruptions import corrupt, describe, group_of, parse_corruptions
 
@@ -74,7 +74,7 @@ def calibrate(cfg, model, device):
     the parts of ``combined`` and give the threshold, the --percentile of their scores. Returns a namespace with
     ``scores(images)`` (every score of every image), ``validation_scores`` and ``threshold``.
     """
-    train_images = vae.load_training_split(cfg.data_dir, device, GREY_LEVEL_DIGITS)
+    train_images, _ = vae.load_training_split(cfg.data_dir, device, GREY_LEVEL_DIGITS)
     grey_levels = anomaly_scores.fit_grey_levels(model, data.to_unit_range(train_images))
     val_images, _ = vae.load_validation_split(cfg.data_dir, device)
     raw_validation = anomaly_scores.score_images(model, data.to_unit_range(val_images), grey_levels, seed=cfg.seed,
@@ -291,7 +291,7 @@ def score_user_images(cfg, detector, ids, images, out):
             writer.writerow(["id", "score", "is_anomaly"])
             writer.writerows((name, f"{score:.4f}", int(score > detector.threshold))
                              for name, score in zip(ids, scores))
-    runs.atomic_write(out / "scores.csv", write)
+    files.atomic_write(out / "scores.csv", write)
     flagged = int((scores > detector.threshold).sum())
     print(f"{flagged} of {len(ids)} images above the threshold {detector.threshold:.3g} ({cfg.anomaly_score}, "
           f"{cfg.percentile}th percentile of {vae.VALIDATION_SIZE} normal validation digits)\nwrote {out}/scores.csv")
@@ -304,15 +304,15 @@ def one_class_benchmark(cfg, device, out, log=print):
     digits = list(range(10)) if cfg.normal_digit == "all" else [int(cfg.normal_digit)]
     train_images, train_labels = data.load_mnist(cfg.data_dir, train=True, device=device)
     test_images, test_labels = data.load_mnist(cfg.data_dir, train=False, device=device)
-    recipe = cli.defaults(vae.SETTINGS)
-    recipe["epochs"] = cfg.one_class_epochs
     x_test = data.to_unit_range(test_images)
     results = {}
     for digit in digits:
-        timer = runs.Timer(device)
-        model, _ = vae.train_vae(SimpleNamespace(**recipe, seed=cfg.seed, resume=False),
-                                 train_images[train_labels == digit], test_images[test_labels == digit], device,
-                                 out / "one_class" / f"digit_{digit}" / "checkpoint.pt", log=lambda _: None)
+        timer = progress.Timer(device)
+        folder = out / "one_class" / f"digit_{digit}"
+        flags = ["--digit", digit, "--epochs", cfg.one_class_epochs, "--out-dir", folder, "--device", device.type,
+                 "--seed", cfg.seed, "--overwrite", *(["--data-dir", cfg.data_dir] if cfg.data_dir else [])]
+        distributed.from_main(cli.run_script, "vae_mnist.py", *flags)
+        model, _ = vae.load_vae(folder / "checkpoint.pt", device) if distributed.is_main() else (None, None)
         if not distributed.is_main():
             continue  # under torchrun the other processes help train; rank 0 scores
         normal_train = data.to_unit_range(train_images[train_labels == digit][:GREY_LEVEL_DIGITS])
@@ -328,7 +328,7 @@ def one_class_benchmark(cfg, device, out, log=print):
     columns = list(results[digits[0]])
     summary = {"digits": results, "epochs": cfg.one_class_epochs,
                "mean": {name: float(np.mean([row[name] for row in results.values()])) for name in columns}}
-    runs.write_json(out / "one_class.json", summary)
+    files.write_json(out / "one_class.json", summary)
     print(f"{'digit':>6s}" + "".join(f"{name:>22s}" for name in columns))
     for digit, row in results.items():
         print(f"{digit:>6d}" + "".join(f"{row[name]:22.2f}" for name in columns))
@@ -367,18 +367,18 @@ def main(argv=None):
         raise cli.UserError("--anomaly-score iw_nll needs --iw-samples N (N >= 1)")
     types = parse_corruptions(cfg.corruptions)
     user_images = data.load_user_images(cfg.score) if cfg.score else None  # bad input stops here, before any work
-    device = runs.pick_device(cfg.device)
-    out = runs.open_run(__file__, cfg, device)  # the folder checked and claimed; nothing is written before the checks
+    device = devices.pick_device(cfg.device)
+    out = run_folder.open_run(__file__, cfg, device)  # the folder checked and claimed; nothing is written before the checks
     if not cfg.normal_digit:
         model, checkpoint = vae.load_or_train_vae(cfg.vae_checkpoint, cfg.data_dir, device, cfg.seed)
-    generator = runs.seed_everything(cfg.seed)
-    runs.start_record()
+    generator = seeds.seed_everything(cfg.seed)
+    run_folder.start_record()
     if cfg.normal_digit:
         return one_class_benchmark(cfg, device, out)
     if not distributed.is_main():
         return None  # under torchrun: the other processes' part was training the VAE, if it was absent
 
-    timer = runs.Timer(device)
+    timer = progress.Timer(device)
     vae_saw_validation = vae.saw_validation_split(checkpoint)
     # (1) The threshold, from normal validation digits only.
     detector = calibrate(cfg, model, device)
@@ -402,7 +402,7 @@ def main(argv=None):
         plot_gallery(out / "gallery.png", model, detector.grey_levels, images, scores, kinds, detector.threshold,
                      weakest)
     metrics["seconds"] = timer.elapsed()
-    runs.write_json(out / ("benchmark.json" if cfg.benchmark else "metrics.json"), metrics)
+    files.write_json(out / ("benchmark.json" if cfg.benchmark else "metrics.json"), metrics)
     print_report(metrics)
     print(f"{metrics['seconds']:.1f} s\nwrote {out}/")
     return metrics

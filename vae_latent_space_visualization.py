@@ -26,7 +26,7 @@ from sklearn.metrics import silhouette_score
 from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 
-from common import cli, data, distributed, plots, runs, vae
+from common import cli, data, devices, distributed, files, plots, progress, run_folder, seeds, vae
 
 NEIGHBOURS = 10            # k of the k-NN accuracy and of trustworthiness
 # Trustworthiness compares each point's k nearest neighbours and needs more than 2k points.
@@ -195,7 +195,7 @@ def write_embedding(path, indices, embedding, labels):
             writer.writerow(["index", "x", "y", "label"])
             writer.writerows((int(i), f"{x:.4f}", f"{y:.4f}", int(label))
                              for i, (x, y), label in zip(indices, embedding, labels))
-    runs.atomic_write(path, write)
+    files.atomic_write(path, write)
 
 
 def main(argv=None):
@@ -204,20 +204,20 @@ def main(argv=None):
     if not 3 * cfg.perplexity < cfg.num_points:
         raise cli.UserError(f"--perplexity {cfg.perplexity} needs more than {3 * cfg.perplexity:.0f} points; "
                             f"raise --num-points (now {cfg.num_points}) or lower --perplexity")
-    device = runs.pick_device(cfg.device)
-    out = runs.open_run(__file__, cfg, device)
+    device = devices.pick_device(cfg.device)
+    out = run_folder.open_run(__file__, cfg, device)
     model, _ = vae.load_or_train_vae(cfg.vae_checkpoint, cfg.data_dir, device, cfg.seed)
-    generator = runs.seed_everything(cfg.seed)
+    generator = seeds.seed_everything(cfg.seed)
     if not distributed.is_main():
         return None  # under torchrun: the other processes' part was training the VAE, if it was absent
     images, labels = data.load_mnist(cfg.data_dir, train=False, device=device)
-    runs.start_record()
+    run_folder.start_record()
     indices = torch.randperm(len(images), generator=generator)[:cfg.num_points].sort().values.numpy()
     latents = encode(model, images[indices])
     labels = labels.cpu().numpy()[indices]
 
     print(f"t-SNE ({backend}) of {len(latents):,} latent means of size {latents.shape[1]} ...", flush=True)
-    timer = runs.Timer(torch.device("cpu"))
+    timer = progress.Timer(torch.device("cpu"))
     embedding = tsne(latents, backend, cfg.perplexity, cfg.tsne_iterations, cfg.seed)
     tsne_seconds = timer.elapsed()
     pca = PCA(2, random_state=cfg.seed).fit(latents)
@@ -232,7 +232,7 @@ def main(argv=None):
         if space != "latent":
             metrics[f"trustworthiness_{space}"] = float(
                 trustworthiness(latents[subset], points[subset], n_neighbors=NEIGHBOURS))
-    runs.write_json(out / "metrics.json", metrics)
+    files.write_json(out / "metrics.json", metrics)
     write_embedding(out / "embedding.csv", indices, embedding, labels)
 
     plot_maps(out, embedding, pca.transform(latents), latents, labels, metrics)

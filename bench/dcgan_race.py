@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import dcgan_cifar10  # noqa: E402
 import dcgan_speed  # noqa: E402  (bench/, beside this file)
 import gpu_defaults_and_fid  # noqa: E402
-from common import classifier, cli, data, fid, gan, plots, runs  # noqa: E402
+from common import batches, classifier, cli, data, devices, fid, files, gan, plots, progress, seeds, weight_average  # noqa: E402
 
 SETTINGS = {
     **cli.BASE_SETTINGS,
@@ -88,17 +88,18 @@ def default_recipe(overrides, seed, images, device):
     networks = dcgan_cifar10.build(cfg, device)
     autocast, memory_format = dcgan_cifar10.precision(device)
     generator, average = networks[0], copy.deepcopy(networks[0])
-    batches = itertools.chain.from_iterable(
-        data.shuffled_batches(len(images), cfg.batch_size, runs.seed_epoch(seed, epoch), device)
+    order = itertools.chain.from_iterable(
+        batches.shuffled_batches(len(images), cfg.batch_size, seeds.seed_epoch(seed, epoch), device)
         for epoch in itertools.count(1))
-    steps = itertools.count()
+    steps = itertools.count(1)
 
     def step():
-        dcgan_cifar10.train_step(*networks, images[next(batches)], cfg, autocast, memory_format)
-        gan.update_average(average, generator, gan.average_decay(cfg.ema_decay, next(steps)))
+        dcgan_cifar10.train_step(*networks, images[next(order)], cfg, autocast, memory_format)
+        beta = weight_average.decay(next(steps) * cfg.batch_size, cfg.batch_size, cfg.ema_half_life, cfg.ema_rampup)
+        weight_average.update(average, generator, beta)
 
     def sample(count, seed):
-        gan.recalibrate_batch_norm(average, device)
+        weight_average.reestimate_batch_norm(average, device)
         return gan.generate(average, count, device, seed=seed)
     return step, sample
 
@@ -109,7 +110,7 @@ def race(step, sample, judge, cfg, device):
     points = np.arange(cfg.every, cfg.minutes + 1e-9, cfg.every) * 60
     measured, trained, steps = [], 0.0, 0
     for point in points:
-        timer = runs.Timer(device)
+        timer = progress.Timer(device)
         while trained + timer.elapsed() < point:
             step()
             steps += 1
@@ -181,7 +182,7 @@ def main(argv=None):
     variants = {**({"default": {}} if cfg.baselines else {}), **parse_variants(cfg.also)}
     if not variants:
         raise cli.UserError("--no-baselines races the --also variants alone: name at least one")
-    device = runs.pick_device(cfg.device)
+    device = devices.pick_device(cfg.device)
     fid_network = fid.load_network(cfg.inception_weights, device) if cfg.fid == "inception" else None
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -207,7 +208,7 @@ def main(argv=None):
     for seed in range(cfg.seed, cfg.seed + cfg.seeds):
         for name in names:
             print(f"seed {seed}, {name}", flush=True)
-            runs.seed_everything(seed)
+            seeds.seed_everything(seed)
             if name == "plain":
                 step, sample = plain_recipe(train_images, device)
             else:
@@ -215,7 +216,7 @@ def main(argv=None):
             measured, last = race(step, sample, judge, SimpleNamespace(**{**vars(cfg), "seed": seed}), device)
             results[name].append(measured)
             samples.setdefault(name, last)
-            runs.write_json(out / "race.json", {"machine": machine, "torch": torch.__version__,
+            files.write_json(out / "race.json", {"machine": machine, "torch": torch.__version__,
                                                 "threads": torch.get_num_threads(), "settings": vars(cfg),
                                                 "variants": variants, "judge_accuracy": judge_accuracy,
                                                 "results": results})

@@ -12,6 +12,7 @@ average included.
     python bench/dcgan_speed.py --device cuda
 """
 import copy
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -22,7 +23,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import dcgan_cifar10  # noqa: E402
-from common import cli, data, dcgan, gan, runs  # noqa: E402
+from common import cli, data, dcgan, devices, progress, seeds, weight_average  # noqa: E402
 
 SETTINGS = {
     **cli.BASE_SETTINGS,
@@ -93,18 +94,19 @@ def our_step_function(overrides, images, batch_size, device):
     generator.to(memory_format=memory_format)
     discriminator.to(memory_format=memory_format)
     average = copy.deepcopy(generator)
+    beta = weight_average.decay(math.inf, batch_size, cfg.ema_half_life, cfg.ema_rampup)  # past the ramp-up
 
     def step():
         batch = images[torch.randint(len(images), (batch_size,), device=device)]
         dcgan_cifar10.train_step(generator, discriminator, optimizer_g, optimizer_d, batch, cfg, autocast,
                                  memory_format)
-        gan.update_average(average, generator, cfg.ema_decay)
+        weight_average.update(average, generator, beta)
     return step
 
 
 def median_seconds_side_by_side(steps_a, steps_b, count, device):
     """Median seconds per step of two step functions run in alternation, after three warm-up steps each."""
-    timer = runs.Timer(device)
+    timer = progress.Timer(device)
     times_a, times_b = [], []
     for i in range(count + 3):
         for step, times in [(steps_a, times_a), (steps_b, times_b)]:
@@ -117,8 +119,8 @@ def median_seconds_side_by_side(steps_a, steps_b, count, device):
 
 def main(argv=None):
     cfg = cli.parse(SETTINGS, __doc__, argv)
-    device = runs.pick_device(cfg.device)
-    runs.seed_everything(cfg.seed)
+    device = devices.pick_device(cfg.device)
+    seeds.seed_everything(cfg.seed)
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch {cfg.batch_size}")
     images = torch.randint(0, 256, (5000, 3, 32, 32), dtype=torch.uint8, device=device)  # speed does not see pixels
     ours = {

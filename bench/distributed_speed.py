@@ -34,7 +34,7 @@ SETTINGS = {
 WORKLOADS = {
     "vae_mnist.py": ["--limit", "16384", "--iw-samples", "1"],
     "gan_mnist.py": ["--limit", "16384", "--quality-every", "0", "--quality-samples", "500", "--eval-images", "1000"],
-    "dcgan_cifar10.py": ["--limit", "6400", "--quality-samples", "256", "--final-samples", "256"],
+    "dcgan_cifar10.py": ["--limit", "6400", "--quality-samples", "256", "--eval-images", "256"],
 }
 
 

@@ -23,7 +23,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import gan_mnist  # noqa: E402
-from common import classifier, cli, data, gan, plots, runs  # noqa: E402
+from common import batches, classifier, cli, data, devices, files, gan, plots, progress, run_folder, seeds  # noqa: E402
 from common.plots import plt  # noqa: E402
 
 SETTINGS = {
@@ -81,7 +81,7 @@ def baseline_samples(generator, num_images, device, seed):
 
 def run_baseline(cfg, device, seconds, quality):
     """Train for ``seconds`` of wall time; returns (generator, [(seconds, epoch, quality)] measured along the way)."""
-    runs.seed_everything(cfg.seed)
+    seeds.seed_everything(cfg.seed)
     train_images, _ = data.load_mnist(cfg.data_dir, train=True, device=device)
     generator, discriminator = BaselineGenerator().to(device), BaselineDiscriminator().to(device)
     adversarial_loss = nn.BCELoss()
@@ -90,8 +90,8 @@ def run_baseline(cfg, device, seconds, quality):
     elapsed, next_measurement, epoch, measurements = 0.0, cfg.measure_every, 0, []
     while elapsed < seconds:
         epoch += 1
-        timer = runs.Timer(device)
-        for index in data.shuffled_batches(len(train_images), 64, runs.seed_epoch(cfg.seed, epoch), device):
+        timer = progress.Timer(device)
+        for index in batches.shuffled_batches(len(train_images), 64, seeds.seed_epoch(cfg.seed, epoch), device):
             real_imgs = data.to_signed_range(train_images[index])
             valid = torch.ones(len(real_imgs), 1, device=device)
             fake = torch.zeros(len(real_imgs), 1, device=device)
@@ -114,7 +114,7 @@ def run_baseline(cfg, device, seconds, quality):
                 measurements.append((elapsed, epoch, quality(baseline_samples(generator, 10000, device, cfg.seed))))
                 print(f"  baseline {elapsed:6.1f} s, epoch {epoch}: {summary(measurements[-1][2])}", flush=True)
                 next_measurement += cfg.measure_every
-                timer = runs.Timer(device)
+                timer = progress.Timer(device)
                 if elapsed >= seconds:
                     break
         else:
@@ -157,8 +157,8 @@ def plot_results(out, ours, baseline, our_history, baseline_measurements, our_se
 
 def main(argv=None):
     cfg = cli.parse(SETTINGS, __doc__, argv)
-    device = runs.pick_device(cfg.device)
-    out = runs.output_folder("bench_gan_mnist", cfg.out_dir)
+    device = devices.pick_device(cfg.device)
+    out = run_folder.output_folder("bench_gan_mnist", cfg.out_dir)
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     judge, _ = classifier.mnist_classifier(cfg.data_dir, device, cfg.classifier)
     test_images, _ = data.load_mnist(cfg.data_dir, train=False, device=device)
@@ -186,7 +186,7 @@ def main(argv=None):
                  seconds)
     results = {"seconds": seconds, "baseline_epochs": measurements[-1][1], "our_epochs": our_metrics["epochs"],
                "baseline": baseline_final, "ours": ours_final}
-    runs.write_json(out / "results.json", results)
+    files.write_json(out / "results.json", results)
     print(f"\n{'after ' + format(seconds, '.0f') + ' s':22s}{'epochs':>8s}{'FD':>10s}{'IS':>8s}{'rarest digit':>14s}")
     for name, epochs, scores in [("PyTorch-GAN gan.py", measurements[-1][1], baseline_final),
                                  ("gan_mnist.py", our_metrics["epochs"], ours_final)]:

@@ -38,7 +38,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 import dcgan_speed  # noqa: E402  (bench/, beside this file)
-from common import classifier, cli, data, fid, runs  # noqa: E402
+from common import classifier, cli, data, devices, fid, files, progress  # noqa: E402
 
 SETTINGS = {
     "data_dir": (None, "folder with MNIST/raw/ and cifar10-jpeg/ (or cifar-10-batches-py/)"),
@@ -78,7 +78,7 @@ class Stages:
         seconds = time.perf_counter() - start
         self.results[name] = {"status": status, "seconds": round(seconds, 1), **numbers}
         print(f"[{name}] {status} in {seconds:.0f} s", flush=True)
-        runs.write_json(self.results_path, {**self.header, "stages": self.results})
+        files.write_json(self.results_path, {**self.header, "stages": self.results})
 
     def script(self, name, script, flags):
         """Run one of the training scripts in out_dir (its output in NAME.log there); returns its metrics.json,
@@ -123,7 +123,7 @@ def train_plain_dcgan(images, seconds, device, seed):
     steps). The clock is read every 10 steps, so the GPU is not synchronised at every step."""
     torch.manual_seed(seed)
     step, generator = dcgan_speed.plain_step_function(4, images, 128, device)
-    timer, steps = runs.Timer(device), 0
+    timer, steps = progress.Timer(device), 0
     while steps % 10 or timer.elapsed() < seconds:
         step()
         steps += 1
@@ -191,7 +191,7 @@ def main(argv=None):
     out_dir = Path(cfg.out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     results_path = Path(cfg.out).resolve() if cfg.out else out_dir / "results.json"
-    device = runs.pick_device(cfg.device)
+    device = devices.pick_device(cfg.device)
     fid.load_network(cfg.inception_weights, device)  # a missing file stops the bench now, not after the training
     # Every relative path the scripts and common/ write to (outputs/, data/cache/, the FID cache) lands in out_dir.
     os.chdir(out_dir)
@@ -208,7 +208,7 @@ def main(argv=None):
     if cfg.smoke:
         small_classifiers(cfg, device)
         samples, epochs = SMOKE_FID_IMAGES, "1"
-        tiny = {"dcgan": ["--limit", "64", "--quality-samples", "64", "--final-samples", "256"],
+        tiny = {"dcgan": ["--limit", "64", "--quality-samples", "64", "--eval-images", "256"],
                 "gan": ["--limit", "512", "--epochs", "1", "--quality-samples", "256", "--eval-images", "256"],
                 "vae": ["--limit", "512", "--epochs", "1", "--iw-samples", "2"]}
     dcgan_flags = common + ["--out-dir", "dcgan_cifar10"] + (tiny["dcgan"] or ["--batch-size", "128",
@@ -223,7 +223,7 @@ def main(argv=None):
     def plain_dcgan(limit):
         images, _ = data.load_cifar10(cfg.data_dir, train=True, device=device, limit=512 if cfg.smoke else 0)
         generator, steps = train_plain_dcgan(images, min(seconds, limit - 30), device, seed=0)
-        runs.write_samples(Path("plain_dcgan/samples.npz"), [plain_samples(generator, samples, device)], samples)
+        files.write_samples(Path("plain_dcgan/samples.npz"), [plain_samples(generator, samples, device)], samples)
         return {"steps": steps, "epochs": round(steps * 128 / len(images), 1), "train_seconds": seconds}
     stages.in_process("plain_dcgan", plain_dcgan)
 

@@ -17,14 +17,14 @@ from sklearn.manifold import TSNE, trustworthiness
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import vae_latent_space_visualization as lsv  # noqa: E402
-from common import cli, data, runs, vae  # noqa: E402
+from common import cli, data, devices, vae  # noqa: E402
 
 SETTINGS = {**cli.BASE_SETTINGS, **vae.CHECKPOINT_SETTINGS}
 
 
 def main(argv=None):
     cfg = cli.parse(SETTINGS, __doc__, argv)
-    device = runs.pick_device(cfg.device)
+    device = devices.pick_device(cfg.device)
     model = vae.load_or_train_vae(cfg.vae_checkpoint, cfg.data_dir, device, cfg.seed)
     images, labels = data.load_mnist(cfg.data_dir, train=False, device=device)
     latents, labels = lsv.encode(model, images), labels.cpu().numpy()

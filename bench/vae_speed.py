@@ -14,7 +14,6 @@ Checkpoints of the runs go to outputs/bench_vae_speed/.
 """
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +21,8 @@ from torch import nn
 from torchvision import datasets, transforms
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common import cli, data, runs, vae  # noqa: E402
+import vae_mnist  # noqa: E402
+from common import checkpoints, cli, data, devices, progress  # noqa: E402
 
 SETTINGS = {
     **cli.BASE_SETTINGS,
@@ -74,7 +74,7 @@ def run_baseline(cfg, device):
         batch_size=128, shuffle=False, **loader_args)
     model = ExamplesVAE().to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    timer, results = runs.Timer(device), []
+    timer, results = progress.Timer(device), []
     for _ in range(cfg.baseline_epochs):
         model.train()
         for x, _ in train_loader:
@@ -97,15 +97,12 @@ def run_baseline(cfg, device):
 
 
 def run_ours(cfg, device, **changes):
-    """Returns [(seconds, test loss)] after each epoch of vae_mnist.py's recipe with ``changes``."""
-    recipe = cli.defaults(vae.SETTINGS)
-    recipe.update(changes, seed=cfg.seed, resume=False)
-    train_images, _ = data.load_mnist(cfg.data_dir, train=True, device=device)
-    test_images, _ = data.load_mnist(cfg.data_dir, train=False, device=device)
-    checkpoint = Path(f"outputs/bench_vae_speed/{recipe['architecture']}.pt")
-    checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    _, history = vae.train_vae(SimpleNamespace(**recipe), train_images, test_images, device, checkpoint,
-                               log=lambda line: print("  ours " + line, flush=True))
+    """Returns [(seconds, test loss)] after each epoch of vae_mnist.py with the flags ``changes``."""
+    out = Path("outputs/bench_vae_speed") / changes.get("architecture", "conv")
+    flags = [cli.as_flag(name, value) for name, value in changes.items()]
+    vae_mnist.main(["--out-dir", str(out), "--device", device.type, "--seed", str(cfg.seed), "--overwrite",
+                    *(["--data-dir", cfg.data_dir] if cfg.data_dir else []), *" ".join(flags).split()])
+    history = checkpoints.load_checkpoint(out / "checkpoint.pt", kind="vae")["history"]
     elapsed = torch.tensor(history["seconds"]).cumsum(0).tolist()
     return list(zip(elapsed, history["test_loss"]))
 
@@ -116,7 +113,7 @@ def time_to(results, target):
 
 def main(argv=None):
     cfg = cli.parse(SETTINGS, __doc__, argv)
-    device = runs.pick_device(cfg.device)
+    device = devices.pick_device(cfg.device)
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     results = {"baseline": run_baseline(cfg, device)}
     for name, changes in OURS.items():

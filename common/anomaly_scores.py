@@ -15,7 +15,7 @@ from torch import nn
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 from torchvision import io
 
-from common import data, runs, vae
+from common import data, seeds, vae
 from common.corruptions import gaussian_blur
 
 INK_OFFSET = 10.0  # relative_error's denominator is the image's ink (sum of pixel values, ~100 for a digit) + this
@@ -168,7 +168,7 @@ def score_images(model, images, grey_levels, batch_size=1000, seed=0, iw_samples
     importance-weighted -log p(x) (Burda et al. 2016). The ELBO's and iw_nll's samples are seeded, so the same
     images always get the same scores."""
     model.eval()
-    runs.seed_everything(seed)
+    seeds.seed_everything(seed)
     scores = {name: [] for name in SCORES}
     for x in images.split(batch_size):
         batch = Batch(model, x, model.decode(model.encode(x)[0]), grey_levels)
@@ -176,7 +176,7 @@ def score_images(model, images, grey_levels, batch_size=1000, seed=0, iw_samples
             scores[name].append(score(batch))
     scores = {name: torch.cat(values).cpu().numpy() for name, values in scores.items()}
     if iw_samples:
-        runs.seed_everything(seed)
+        seeds.seed_everything(seed)
         scores["iw_nll"] = vae.importance_weighted_nll_per_image(model, images, iw_samples).cpu().numpy()
     return scores
 

@@ -6,13 +6,14 @@ inception score, and the share of generated images the classifier puts in each c
 shows. Each dataset's classifier is trained once, cached under outputs/classifiers/ and reused by every script and
 run, so the numbers of two runs compare.
 """
+import hashlib
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common import cli, data, metrics, runs
+from common import batches, checkpoints, cli, data, files, metrics, progress, seeds
 from common.cli import UserError
 
 FEATURES = 128  # the width of the classifiers' hidden layer: the features a Frechet distance compares
@@ -65,7 +66,7 @@ def accuracy(model, images, labels, batch_size=1000):
 
 
 def load_or_train(model, train, test, path, epochs=3, batch_size=128, lr=2e-3, seed=0, log=print):
-    """``model`` with the weights cached at ``path``, trained and cached there first if absent; and its test accuracy.
+    """``model`` with the weights cached at ``path``, trained and cached there first if absent; and its ``identity``.
 
     ``train`` and ``test`` are (uint8 N x C x H x W images, int64 labels) on the model's device. The model needs a
     ``config`` dict (its constructor's arguments), ``features(x)`` and ``head(features)`` giving logits. A file at
@@ -75,50 +76,75 @@ def load_or_train(model, train, test, path, epochs=3, batch_size=128, lr=2e-3, s
     path = Path(path)
     device = next(model.parameters()).device
     if path.exists():
-        cached = runs.load_checkpoint(path, device, kind="classifier", flag="--classifier")
+        cached = checkpoints.load_checkpoint(path, device, kind="classifier", flag="--classifier")
         if cached["model_config"] != model.config or cached["model"].keys() != model.state_dict().keys():
             raise UserError(f"{path} holds a classifier of another shape ({cached['model_config']}) than this "
                             f"script's ({model.config}): pass another --classifier path; a missing file is "
                             f"trained and written there")
         model.load_state_dict(cached["model"])
-        log(f"classifier {path}: test accuracy {cached['test_accuracy']:.4f} "
-            f"(trained on {cached['train_examples']} images)")
-        return model.eval(), cached["test_accuracy"]
+        log(f"classifier {path}: {describe(cached['identity'])}")
+        return model.eval(), cached["identity"]
 
-    runs.check_writable_file(path, "--classifier")
+    files.check_writable_file(path, "--classifier")
     with cli.step_without_saving(f"training the classifier for {path}, which is written only once trained"):
         log(f"no classifier at {path}: training one on {len(train[0])} images ({epochs} epochs)")
-        test_accuracy = _train(model, train, test, path, epochs, batch_size, lr, seed)
-    log(f"classifier test accuracy {test_accuracy:.4f}, cached at {path}")
-    return model.eval(), test_accuracy
+        identity = _train(model, train, test, path, epochs, batch_size, lr, seed)
+    log(f"classifier cached at {path}: {describe(identity)}")
+    return model.eval(), identity
+
+
+def weights_hash(model):
+    """The first 16 hex digits of SHA-256 over the model's weights, in the state dict's order: two classifiers with
+    the same hash judge alike, whatever machine trained them."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def describe(identity):
+    return (f"weights {identity['weights_sha256']}, seed {identity['seed']}, test accuracy "
+            f"{identity['test_accuracy']:.4f} on {identity['test_images']} images, trained on "
+            f"{identity['train_images']}")
 
 
 def _train(model, train, test, path, epochs, batch_size, lr, seed):
-    """Train ``model`` (load_or_train's recipe), write it to ``path``; returns its test accuracy."""
+    """Train ``model`` (load_or_train's recipe), write it to ``path``; returns its identity: the hash of its
+    weights, the seed and the data it was trained on, and its test accuracy. One seed on one machine trains the
+    same weights (deterministic algorithms while it trains)."""
     device = next(model.parameters()).device
-    runs.seed_everything(seed)
+    seeds.seed_everything(seed)
     images, labels = train
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     steps_per_epoch = -(-len(images) // batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / (epochs * steps_per_epoch))
-    for epoch in range(1, epochs + 1):
-        model.train()
-        generator = runs.seed_epoch(seed, epoch)
-        for index in runs.progress(data.shuffled_batches(len(images), batch_size, generator, device), epoch, epochs):
-            loss = F.cross_entropy(model(data.to_unit_range(images[index])), labels[index])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-    test_accuracy = accuracy(model, *test)
-    runs.save_checkpoint(path, "classifier", model=model.state_dict(), model_config=model.config,
-                         test_accuracy=test_accuracy, train_examples=len(images), epochs=epochs)
-    return test_accuracy
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        for epoch in range(1, epochs + 1):
+            model.train()
+            order = seeds.seed_epoch(seed, epoch)
+            for index in progress.progress(batches.shuffled_batches(len(images), batch_size, order, device), epoch,
+                                           epochs):
+                loss = F.cross_entropy(model(data.to_unit_range(images[index])), labels[index])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+    identity = {"weights_sha256": weights_hash(model), "seed": seed, "test_accuracy": accuracy(model, *test),
+                "test_images": len(test[0]), "train_images": len(images), "epochs": epochs}
+    checkpoints.save_checkpoint(path, "classifier", model=model.state_dict(), model_config=model.config,
+                                test_accuracy=identity["test_accuracy"], train_examples=len(images), epochs=epochs,
+                                identity=identity)
+    return identity
 
 
 def mnist_classifier(data_dir, device, path=MNIST_CACHE, limit=0, log=print):
-    """The cached MNIST classifier (SmallCNN) and its test accuracy (kept in metrics.json), trained first if ``path``
-    is absent."""
+    """The cached MNIST classifier (SmallCNN) and its identity (kept in metrics.json), trained first if ``path`` is
+    absent."""
     model = SmallCNN(in_channels=1, image_size=28).to(device)
     train = data.load_mnist(data_dir, train=True, device=device, limit=limit)
     test = data.load_mnist(data_dir, train=False, device=device)
@@ -169,8 +195,8 @@ CIFAR10_SETTINGS = {
 
 
 def cifar10_classifier(data_dir, device, path=CIFAR10_CACHE, limit=0, log=print):
-    """The cached CIFAR-10 classifier (SmallCNN) and its test accuracy (kept in metrics.json), trained first if
-    ``path`` is absent.
+    """The cached CIFAR-10 classifier (SmallCNN) and its identity (kept in metrics.json), trained first if ``path``
+    is absent.
 
     Its features need not be those of a strong classifier, only the same in every run: the distances compare between
     runs. Three epochs without augmentation (wider layers or more epochs cost far more time than the few points of

@@ -9,16 +9,19 @@ allowed stop the script at once, before any data is read, with one line on stder
 
 A setting whose tuple ends with ``FIXED`` is fixed on resume: it shapes the model, the data or its order, or the
 optimizer, so a run continued with --resume must keep its value (``fixed_on_resume`` lists them for
-``runs.check_resumable``); --help says so beside its default.
+``checkpoints.check_resumable``); --help says so beside its default.
 """
 import argparse
 import contextlib
 import math
 import os
 import re
+import shlex
 import shutil
+import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 # The marker that ends the tuple of a setting fixed on resume.
 FIXED = "fixed on resume"
@@ -212,6 +215,18 @@ def step_without_saving(description):
     _interruption["while"] = outer
 
 
+def run_script(script, *flags):
+    """Run another of the six scripts as its own process, as a user would type it, with ``flags``; its output goes to
+    the console as it comes. Ctrl-C meanwhile says how to finish it; a failure is one line naming the command."""
+    command = [sys.executable, str(Path(__file__).resolve().parent.parent / script), *map(str, flags)]
+    typed = shlex.join(["python", script, *map(str, flags)])
+    outer = _interruption["then"]
+    on_interrupt(f"finish it first with {typed} --resume, then rerun this command")
+    if subprocess.run(command).returncode != 0:
+        raise UserError(f"{typed} failed (its error is above): run it by hand to see why")
+    on_interrupt(outer)
+
+
 def interruption_message():
     during = f" while {_interruption['while']}" if _interruption["while"] else ""
     return f"interrupted{during}: {_interruption['then']}"
@@ -236,6 +251,6 @@ def run(main):
 def _say(text, start=""):
     line = f"{sys.argv[0]}: {text}"
     print(f"{start}{line}", file=sys.stderr)
-    log = getattr(sys.stdout, "log_only", None)  # the console's copy in log.txt (runs.open_run)
+    log = getattr(sys.stdout, "log_only", None)  # the console's copy in log.txt (run_folder.open_run)
     if log is not None:
         log(line + "\n")

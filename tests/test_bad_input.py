@@ -20,7 +20,7 @@ import torch
 import dcgan_cifar10
 import gan_mnist
 import vae_mnist
-from common import classifier, cli, data, gan, runs, vae
+from common import batches, checkpoints, classifier, cli, data, dcgan, files, mlp_gan, progress, vae
 from tests.conftest import DATA, REPO, folder_fingerprint
 
 
@@ -75,9 +75,9 @@ def fingerprint(path):
     ("gan_mnist.py", "--eval-images", 2, "--eval-images must be between 129 and 10000 (both included), got 2"),
     ("gan_mnist.py", "--quality-samples", 2, "--quality-samples must be between 129 and 60000"),
     ("dcgan_cifar10.py", "--quality-samples", 128, "--quality-samples must be between 129 and 5000"),
-    ("dcgan_cifar10.py", "--quality-every", 0, "--quality-every must be >= 1, got 0"),
-    ("dcgan_cifar10.py", "--ema-decay", 1, "--ema-decay must be between 0 and 1 (1 excluded)"),
-    ("dcgan_cifar10.py", "--final-samples", 1, "--final-samples must be between 129 and 10000"),
+    ("dcgan_cifar10.py", "--ema-rampup", 2, "--ema-rampup must be between 0 and 1 (both included), got 2.0"),
+    ("dcgan_cifar10.py", "--ema-half-life", -1, "--ema-half-life must be >= 0, got -1"),
+    ("dcgan_cifar10.py", "--eval-images", 1, "--eval-images must be between 129 and 10000"),
     ("latent_interpolation.py", "--steps", 1, "--steps must be >= 2"),
     ("vae_anomaly_detection.py", "--percentile", 100, "--percentile must be between 0 and 100 (both excluded)"),
     ("vae_anomaly_detection.py", "--one-class-epochs", 0, "--one-class-epochs must be >= 1"),
@@ -92,39 +92,51 @@ def test_a_number_out_of_range_is_refused_before_any_data_is_read(tmp_path, scri
 
 
 def test_a_bad_number_on_the_command_line_exits_with_code_2(tmp_path):
-    assert_one_line_error(run_script("dcgan_cifar10.py", "--quality-every", 0, "--out-dir", tmp_path),
-                          "--quality-every must be >= 1, got 0")
+    assert_one_line_error(run_script("dcgan_cifar10.py", "--batch-size", 0, "--out-dir", tmp_path),
+                          "--batch-size must be >= 1, got 0")
 
 
 # ----- a file of another kind where a checkpoint is expected -----
 
 def write_gan_checkpoint(path):
-    generator, discriminator = gan.MLPGenerator(8, (16,)), gan.MLPDiscriminator(hidden=(16, 8))
-    runs.save_checkpoint(path, "gan", architecture="mlp", generator=generator.state_dict(),
-                         generator_config=generator.config, generator_ema=None,
-                         discriminator=discriminator.state_dict(), discriminator_config=discriminator.config,
-                         optimizer_g={}, optimizer_d={}, epoch=1, history={})
+    generator, discriminator = mlp_gan.Generator(8, (16,)), mlp_gan.Discriminator(hidden=(16, 8))
+    checkpoints.save_checkpoint(path, "gan", architecture="mlp", generator=generator.state_dict(),
+                                generator_config=generator.config, generator_ema=generator.state_dict(),
+                                discriminator=discriminator.state_dict(), discriminator_config=discriminator.config,
+                                optimizer_g={}, optimizer_d={}, epoch=1, history={}, settings={})
 
 
 def write_vae_checkpoint(path):
     model = vae.MLPVAE(latent_dim=4, hidden=16)
-    runs.save_checkpoint(path, "vae", model=model.state_dict(), model_config=model.config, optimizer={}, epoch=1,
-                         history={}, train_examples=100)
+    checkpoints.save_checkpoint(path, "vae", model=model.state_dict(), model_config=model.config, optimizer={},
+                                epoch=1, history={}, train_examples=100, settings={})
 
 
 def write_classifier(path, in_channels=3, image_size=32):
     model = classifier.SmallCNN(in_channels=in_channels, image_size=image_size, channels=4, hidden=8)
-    runs.save_checkpoint(path, "classifier", model=model.state_dict(), model_config=model.config,
-                         test_accuracy=0.5, train_examples=100, epochs=1)
+    identity = {"weights_sha256": classifier.weights_hash(model), "seed": 0, "test_accuracy": 0.5,
+                "test_images": 100, "train_images": 100, "epochs": 1}
+    checkpoints.save_checkpoint(path, "classifier", model=model.state_dict(), model_config=model.config,
+                                test_accuracy=0.5, train_examples=100, epochs=1, identity=identity)
 
 
-def test_files_written_before_kinds_were_recorded_are_still_told_apart(tmp_path):
-    for write, kind in [(write_gan_checkpoint, "gan"), (write_vae_checkpoint, "vae"), (write_classifier, "classifier")]:
-        write(tmp_path / "new.pt")
-        old = {key: value for key, value in torch.load(tmp_path / "new.pt", weights_only=True).items()
-               if key != "kind"}
-        assert runs.checkpoint_kind(old) == kind
-    assert runs.checkpoint_kind(torch.zeros(3)) is None
+@pytest.mark.parametrize("script, flag, write, missing", [
+    ("vae_anomaly_detection.py", "--vae-checkpoint", write_vae_checkpoint, "model_config"),
+    ("vae_latent_space_visualization.py", "--vae-checkpoint", write_vae_checkpoint, "model"),
+    ("latent_interpolation.py", "--checkpoint", write_gan_checkpoint, "generator_ema"),
+    ("gan_mnist.py", "--classifier", write_classifier, "identity"),
+])
+def test_a_checkpoint_that_names_its_kind_but_lacks_a_key_is_refused_in_one_line(data_dir, tmp_path, script, flag,
+                                                                                 write, missing):
+    path = tmp_path / "edited.pt"
+    write(path)
+    torch.save({key: value for key, value in torch.load(path, weights_only=True).items() if key != missing}, path)
+    before = fingerprint(path)
+    main = importlib.import_module(script.removesuffix(".py")).main
+    message = user_error(main, flag, path, "--data-dir", data_dir, "--out-dir", tmp_path / "run", "--device", "cpu",
+                         *(["--limit", 64, "--epochs", 1] if script == "gan_mnist.py" else []))
+    assert f"{flag} {path} is an incomplete or older checkpoint ({missing} missing)" in message, message
+    assert "train again" in message and fingerprint(path) == before
 
 
 @pytest.mark.parametrize("script, flag, write, expected", [
@@ -147,9 +159,9 @@ def test_a_checkpoint_of_another_kind_is_refused_and_left_alone(data_dir, tmp_pa
 @pytest.mark.parametrize("script", ["vae_anomaly_detection.py", "vae_latent_space_visualization.py"])
 def test_a_vae_checkpoint_that_does_not_exist_is_one_line_not_minutes_of_training(data_dir, tmp_path, monkeypatch,
                                                                                   capsys, script):
-    def train_vae(*args, **kwargs):
+    def run_script(*args):
         raise AssertionError("a VAE was trained for a --vae-checkpoint the user named")
-    monkeypatch.setattr(vae, "train_vae", train_vae)
+    monkeypatch.setattr(cli, "run_script", run_script)
     out = tmp_path / "run"
     out.mkdir()
     (out / "metrics.json").write_text('{"from": "an earlier run"}')
@@ -165,16 +177,18 @@ def test_a_vae_checkpoint_that_does_not_exist_is_one_line_not_minutes_of_trainin
     assert folder_fingerprint(out) == before and not typo.parent.exists()
 
 
-def test_the_default_vae_checkpoint_is_trained_there_when_absent(data_dir, monkeypatch):
-    trained = []
+def test_the_default_vae_checkpoint_is_trained_there_by_vae_mnist_when_absent(data_dir, monkeypatch):
+    commands = []
 
-    def train_vae(cfg, train_images, test_images, device, checkpoint_path, log=print):
-        write_vae_checkpoint(checkpoint_path)  # stands for minutes of training
-        trained.append(checkpoint_path)
-    monkeypatch.setattr(vae, "train_vae", train_vae)
-    model, checkpoint = vae.load_or_train_vae(vae.DEFAULT_CHECKPOINT, data_dir, "cpu", log=lambda _: None)
-    assert trained == [vae.DEFAULT_CHECKPOINT] and isinstance(model, vae.MLPVAE)
-    assert checkpoint["train_examples"] == 100
+    def run_script(script, *flags):
+        commands.append([script, *map(str, flags)])
+        write_vae_checkpoint(vae.DEFAULT_CHECKPOINT)  # stands for minutes of training
+    monkeypatch.setattr(cli, "run_script", run_script)
+    model, checkpoint = vae.load_or_train_vae(vae.DEFAULT_CHECKPOINT, data_dir, torch.device("cpu"),
+                                              log=lambda _: None)
+    assert commands == [["vae_mnist.py", "--out-dir", str(vae.DEFAULT_CHECKPOINT.parent), "--device", "cpu", "--seed",
+                         "0", "--data-dir", str(data_dir)]]
+    assert isinstance(model, vae.MLPVAE) and checkpoint["train_examples"] == 100
 
 @pytest.mark.parametrize("write, expected", [
     (write_vae_checkpoint, "holds a VAE (written by vae_mnist.py), not a cached classifier"),
@@ -314,10 +328,10 @@ def test_a_classifier_path_that_cannot_be_written_is_refused_before_training(dat
 # ----- batch norm and the last batch -----
 
 def test_a_last_batch_of_one_joins_the_one_before_it():
-    batches = data.shuffled_batches(129, 64, torch.Generator().manual_seed(0))
-    assert [len(batch) for batch in batches] == [64, 65]
-    assert sorted(torch.cat(batches).tolist()) == list(range(129))
-    assert [len(batch) for batch in data.shuffled_batches(1, 64, torch.Generator())] == [1]
+    parts = batches.shuffled_batches(129, 64, torch.Generator().manual_seed(0))
+    assert [len(batch) for batch in parts] == [64, 65]
+    assert sorted(torch.cat(parts).tolist()) == list(range(129))
+    assert [len(batch) for batch in batches.shuffled_batches(1, 64, torch.Generator())] == [1]
 
 
 def test_a_gan_run_whose_last_batch_holds_one_image_trains_and_too_few_images_are_refused(data_dir, tmp_path,
@@ -331,16 +345,16 @@ def test_a_gan_run_whose_last_batch_holds_one_image_trains_and_too_few_images_ar
 
 
 def test_gan_mnist_refuses_to_sample_a_dcgan(data_dir, tmp_path):
-    from common import dcgan
     generator, discriminator = dcgan.Generator(latent_dim=8, base_channels=4), dcgan.Discriminator(base_channels=4)
-    runs.save_checkpoint(tmp_path / "checkpoint.pt", "gan", architecture="dcgan", generator=generator.state_dict(),
-                         generator_config=generator.config, generator_ema=None,
-                         discriminator=discriminator.state_dict(), discriminator_config=discriminator.config,
-                         optimizer_g={}, optimizer_d={}, epoch=1, history={})
+    checkpoints.save_checkpoint(tmp_path / "checkpoint.pt", "gan", architecture="dcgan",
+                                generator=generator.state_dict(), generator_config=generator.config,
+                                generator_ema=generator.state_dict(), discriminator=discriminator.state_dict(),
+                                discriminator_config=discriminator.config, optimizer_g={}, optimizer_d={}, epoch=1,
+                                history={}, settings={})
     before = fingerprint(tmp_path / "checkpoint.pt")
     message = user_error(gan_mnist.main, "--epochs", 0, "--data-dir", data_dir, "--out-dir", tmp_path,
                          "--device", "cpu")
-    assert "holds a dcgan GAN, not the mlp GAN of gan_mnist.py" in message
+    assert "holds a dcgan GAN, not the mlp GAN this script samples" in message
     assert fingerprint(tmp_path / "checkpoint.pt") == before
 
 
@@ -398,7 +412,7 @@ def test_dcgan_refuses_a_limit_too_small_for_its_tracked_distance(small_cifar_fo
 
 def test_samples_stream_into_samples_npz_and_a_count_the_disk_cannot_hold_is_refused_first(tmp_path):
     batches = (torch.full((n, 1, 2, 2), i, dtype=torch.uint8) for i, n in enumerate([3, 3, 1]))
-    runs.write_samples(tmp_path / "samples.npz", batches, 7)
+    files.write_samples(tmp_path / "samples.npz", batches, 7)
     images = np.load(tmp_path / "samples.npz")["images"]
     assert images.shape == (7, 1, 2, 2) and images.dtype == np.uint8 and images[:, 0, 0, 0].tolist() == [0] * 3 + \
         [1] * 3 + [2]
@@ -410,7 +424,7 @@ def test_samples_stream_into_samples_npz_and_a_count_the_disk_cannot_hold_is_ref
 
 def test_the_importance_weighted_estimate_shows_progress_and_bounds_its_memory(monkeypatch):
     described = []
-    monkeypatch.setattr(runs, "progress_bar", lambda items, description: described.append(description) or items)
+    monkeypatch.setattr(progress, "progress_bar", lambda items, description: described.append(description) or items)
     model = vae.MLPVAE(latent_dim=4, hidden=16)
     images = torch.rand(70, 1, 28, 28)
     torch.manual_seed(0)

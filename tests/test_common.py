@@ -1,5 +1,4 @@
 """Unit tests of common/: data, batching, settings, checkpoints, resume and seeding."""
-import argparse
 import importlib
 import re
 from pathlib import Path
@@ -9,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from common import cli, data, runs, vae
+from common import batches, checkpoints, cli, data, devices, files, vae
 from tests.conftest import REPO
 
 
@@ -42,8 +41,8 @@ def test_missing_data_folder_is_one_clear_error(tmp_path):
 
 
 def test_batches_visit_every_example_once_in_a_new_order_each_epoch():
-    first = data.shuffled_batches(1000, 128, torch.Generator().manual_seed(1))
-    second = data.shuffled_batches(1000, 128, torch.Generator().manual_seed(2))
+    first = batches.shuffled_batches(1000, 128, torch.Generator().manual_seed(1))
+    second = batches.shuffled_batches(1000, 128, torch.Generator().manual_seed(2))
     assert [len(batch) for batch in first] == [128] * 7 + [104]
     assert sorted(torch.cat(first).tolist()) == list(range(1000))
     assert not torch.equal(torch.cat(first), torch.cat(second))
@@ -92,12 +91,12 @@ def test_fixed_on_resume_is_what_each_script_marks():
     import vae_mnist
     assert set(cli.fixed_on_resume(gan_mnist.SETTINGS)) == {
         "batch_size", "limit", "latent_dim", "g_width", "d_width", "minibatch_std", "beta1", "real_label",
-        "ema_decay", "seed"}
+        "ema_half_life", "ema_rampup", "seed"}
     assert set(cli.fixed_on_resume(dcgan_cifar10.SETTINGS)) == {
-        "batch_size", "limit", "latent_dim", "base_channels", "spectral_norm", "loss", "beta1", "ema_decay", "seed",
-        "dataset", "image_size"}
+        "batch_size", "limit", "latent_dim", "base_channels", "spectral_norm", "loss", "beta1", "ema_half_life",
+        "ema_rampup", "seed", "dataset", "image_size"}
     assert set(cli.fixed_on_resume(vae_mnist.SETTINGS)) == {
-        "architecture", "epochs", "batch_size", "latent_dim", "channels", "hidden", "seed", "limit"}
+        "architecture", "epochs", "batch_size", "latent_dim", "channels", "hidden", "digit", "seed", "limit"}
     for script in (gan_mnist, dcgan_cifar10, vae_mnist):  # the rates may change: a resumed run takes the new one
         assert not {"lr", "lr_g", "lr_d", "epochs" if script is not vae_mnist else "lr"} & set(
             cli.fixed_on_resume(script.SETTINGS))
@@ -124,40 +123,43 @@ def test_each_script_names_the_settings_it_takes_from_common_with_their_defaults
 
 def test_unknown_device_is_a_user_error():
     with pytest.raises(cli.UserError, match="--device must be one of"):
-        runs.pick_device("tpu")
-    assert runs.pick_device("cpu").type == "cpu"
+        devices.pick_device("tpu")
+    assert devices.pick_device("cpu").type == "cpu"
 
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
     path = tmp_path / "metrics.json"
-    runs.write_json(path, {"loss": 1.0})
+    files.write_json(path, {"loss": 1.0})
 
     def fail(temporary):
         Path(temporary).write_text("half")
         raise OSError("disk full")
 
     with pytest.raises(OSError):
-        runs.atomic_write(path, fail)
+        files.atomic_write(path, fail)
     assert path.read_text().startswith('{\n  "loss": 1.0') and list(tmp_path.iterdir()) == [path]
 
 
 @pytest.mark.parametrize("model", [vae.ConvVAE(latent_dim=4, channels=4, hidden=16),
                                    vae.MLPVAE(latent_dim=4, hidden=16)], ids=["conv", "mlp"])
 def test_checkpoint_round_trip_rebuilds_an_identical_model(tmp_path, model):
-    runs.save_checkpoint(tmp_path / "c.pt", "vae", model=model.state_dict(), model_config=model.config, epoch=3,
-                         history={"test_loss": [1.5]})
+    checkpoints.save_checkpoint(tmp_path / "c.pt", "vae", model=model.state_dict(), model_config=model.config,
+                                optimizer={}, epoch=3, history={"test_loss": [1.5]}, train_examples=10, settings={})
     rebuilt, checkpoint = vae.load_vae(tmp_path / "c.pt", "cpu")
     assert checkpoint["epoch"] == 3 and rebuilt.config == model.config
     z = torch.randn(5, 4)
     assert torch.equal(rebuilt.decode(z), model.eval().decode(z))
 
 
-@pytest.mark.parametrize("damage", ["truncate", "garbage", "missing"])
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "missing", "incomplete"])
 def test_damaged_checkpoint_is_one_clear_error(tmp_path, damage):
     path = tmp_path / "c.pt"
     model = vae.ConvVAE(latent_dim=4, channels=4, hidden=16)
-    runs.save_checkpoint(path, "vae", model=model.state_dict(), model_config=model.config)
-    if damage == "truncate":
+    checkpoints.save_checkpoint(path, "vae", model=model.state_dict(), model_config=model.config, optimizer={},
+                                epoch=1, history={}, train_examples=10, settings={})
+    if damage == "incomplete":  # it names its kind, and lacks what every file of that kind holds
+        checkpoints.save_checkpoint(path, "vae", model=model.state_dict())
+    elif damage == "truncate":
         path.write_bytes(path.read_bytes()[:500])
     elif damage == "garbage":
         path.write_bytes(b"not a checkpoint")
@@ -168,50 +170,40 @@ def test_damaged_checkpoint_is_one_clear_error(tmp_path, damage):
     assert str(path) in str(error.value) and "\n" not in str(error.value)
 
 
-def tiny_vae_config(epochs, resume=False, seed=0, architecture="conv"):
-    return argparse.Namespace(architecture=architecture, epochs=epochs, batch_size=64, lr=2e-3, latent_dim=4,
-                              channels=4, hidden=32, seed=seed, resume=resume)
-
-
-def tiny_mnist(data_dir):
-    train, _ = data.load_mnist(data_dir, train=True, limit=512)
-    test, _ = data.load_mnist(data_dir, train=False, limit=256)
-    return train, test
-
-
-def interrupt_after(epoch):
-    """A log function that stops training like Ctrl-C right after epoch ``epoch`` is checkpointed."""
-    def log(line):
-        if line.startswith(f"epoch {epoch:3d}/"):
-            raise KeyboardInterrupt
-    return log
+def tiny_vae_run(data_dir, out, epochs, *flags):
+    """vae_mnist.py on 512 training images with a tiny VAE; returns (model weights, history) from its checkpoint."""
+    import vae_mnist
+    vae_mnist.main(["--data-dir", str(data_dir), "--out-dir", str(out), "--device", "cpu", "--limit", "512",
+                    "--epochs", str(epochs), "--lr", "2e-3", "--latent-dim", "4", "--channels", "4", "--hidden", "32",
+                    "--iw-samples", "1", *map(str, flags)])
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
+    return checkpoint["model"], checkpoint["history"]
 
 
 @pytest.mark.parametrize("architecture", ["conv", "mlp"])
-def test_resumed_run_ends_where_an_uninterrupted_one_does(data_dir, tmp_path, architecture):
-    train, test = tiny_mnist(data_dir)
-    cpu = torch.device("cpu")
-    whole_model, whole = vae.train_vae(tiny_vae_config(3, architecture=architecture), train, test, cpu,
-                                       tmp_path / "a.pt", log=print)
-    with pytest.raises(KeyboardInterrupt):
-        vae.train_vae(tiny_vae_config(3, architecture=architecture), train, test, cpu, tmp_path / "b.pt",
-                      log=interrupt_after(2))
-    assert torch.load(tmp_path / "b.pt", weights_only=True)["epoch"] == 2
-    resumed_model, resumed = vae.train_vae(tiny_vae_config(3, resume=True, architecture=architecture), train, test,
-                                           cpu, tmp_path / "b.pt", log=print)
+def test_resumed_run_ends_where_an_uninterrupted_one_does(data_dir, tmp_path, monkeypatch, architecture):
+    whole_model, whole = tiny_vae_run(data_dir, tmp_path / "a", 3, "--architecture", architecture)
+    save_checkpoint = checkpoints.save_checkpoint
+
+    def interrupt_after_epoch_2(path, kind, **state):  # Ctrl-C right after epoch 2 is checkpointed
+        save_checkpoint(path, kind, **state)
+        if state["epoch"] == 2:
+            raise KeyboardInterrupt
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(checkpoints, "save_checkpoint", interrupt_after_epoch_2)
+        tiny_vae_run(data_dir, tmp_path / "b", 3, "--architecture", architecture)
+    assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["epoch"] == 2
+    resumed_model, resumed = tiny_vae_run(data_dir, tmp_path / "b", 3, "--architecture", architecture, "--resume")
     for key in ("train_loss", "test_loss", "test_kl"):
         assert resumed[key] == whole[key]
-    for name, weight in whole_model.state_dict().items():
-        assert torch.equal(weight, resumed_model.state_dict()[name]), name
+    for name, weight in whole_model.items():
+        assert torch.equal(weight, resumed_model[name]), name
 
 
 def test_same_seed_same_numbers_other_seed_other_numbers(data_dir, tmp_path):
-    train, test = tiny_mnist(data_dir)
-    cpu = torch.device("cpu")
-    runs_ = [vae.train_vae(tiny_vae_config(1, seed=seed), train, test, cpu, tmp_path / f"{i}.pt",
-                           log=lambda _: None)[1] for i, seed in enumerate([7, 7, 8])]
-    assert runs_[0]["test_loss"] == runs_[1]["test_loss"]
-    assert runs_[0]["test_loss"] != runs_[2]["test_loss"]
+    runs = [tiny_vae_run(data_dir, tmp_path / str(i), 1, "--seed", seed)[1] for i, seed in enumerate([7, 7, 8])]
+    assert runs[0]["test_loss"] == runs[1]["test_loss"]
+    assert runs[0]["test_loss"] != runs[2]["test_loss"]
 
 
 def test_a_users_pngs_of_every_kind_load_as_their_grey_levels(tmp_path):

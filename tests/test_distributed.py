@@ -19,7 +19,7 @@ import torch
 import dcgan_cifar10
 import gan_mnist
 import vae_mnist
-from common import cli, distributed, runs
+from common import cli, distributed, seeds
 from tests.conftest import DATA, REPO
 from tests.test_gan_mnist import small_classifier
 
@@ -124,7 +124,7 @@ def test_two_processes_keep_one_gan_write_once_and_draw_as_well_as_one(data_dir,
     cache = tmp_path / "mnist_classifier.pt"
     small_classifier(data_dir, cache)
     flags = ["--data-dir", str(data_dir), "--device", "cpu", "--classifier", str(cache), "--limit", "6400",
-             "--epochs", "2", "--quality-samples", "500", "--eval-images", "1000", "--ema-decay", "0.9",
+             "--epochs", "2", "--quality-samples", "500", "--eval-images", "1000",
              "--g-width", "64", "--d-width", "128"]
     run(torchrun(standalone(2), "gan_mnist.py", [*flags, "--out-dir", str(tmp_path / "two")], tmp_path / "report"))
     main, other = reports(tmp_path / "report")
@@ -155,14 +155,14 @@ def test_every_process_draws_the_same_data_order_and_its_own_noise(monkeypatch):
     draws = []
     for rank in (0, 1, 0):
         monkeypatch.setattr(distributed, "rank", lambda: rank)
-        order = runs.seed_epoch(seed=5, epoch=2)
+        order = seeds.seed_epoch(seed=5, epoch=2)
         draws.append((torch.randperm(100, generator=order), torch.randn(8)))
     assert torch.equal(draws[0][0], draws[1][0])  # the same permutation, so the same global batches
     assert not torch.equal(draws[0][1], draws[1][1])  # other z, eps and flips in another process
     assert torch.equal(draws[0][1], draws[2][1])  # reproducible for the same seed, epoch and rank
     # Rank 0 (and a single process) seeds both as a single process always did: with seed * 100003 + epoch.
     monkeypatch.setattr(distributed, "rank", lambda: 0)
-    assert runs.seed_epoch(seed=5, epoch=2).initial_seed() == torch.initial_seed() == 5 * 100_003 + 2
+    assert seeds.seed_epoch(seed=5, epoch=2).initial_seed() == torch.initial_seed() == 5 * 100_003 + 2
 
 
 def test_two_processes_keep_one_dcgan_with_batch_norm_and_write_once(data_dir, tmp_path):

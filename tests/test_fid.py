@@ -13,7 +13,7 @@ from torchvision import io
 
 import dcgan_cifar10
 import gan_mnist
-from common import cli, fid, metrics, runs
+from common import cli, fid, files, metrics
 
 
 class QuadrantColours(nn.Module):
@@ -53,12 +53,44 @@ def test_the_frechet_distance_matches_its_closed_forms():
     assert value == pytest.approx(float(expected), rel=1e-9)
 
 
-def test_feature_statistics_summed_batch_by_batch_are_the_mean_and_covariance_of_all_features():
+def test_features_taken_batch_by_batch_give_the_mean_and_covariance_of_all_features():
     images, _ = image_sets()
     features = QuadrantColours()(images)
-    mean, covariance = fid.feature_statistics(images, QuadrantColours(), "cpu", batch_size=7)
-    assert torch.allclose(mean, features.mean(0), atol=1e-12)
-    assert torch.allclose(covariance, torch.cov(features.T), atol=1e-12)
+    batched = fid.inception_features(images, QuadrantColours(), "cpu", batch_size=7)
+    mean, covariance = fid.statistics(batched)
+    assert batched.shape == (300, 12) and torch.allclose(batched.double(), features, atol=1e-6)
+    assert torch.allclose(mean, features.mean(0), atol=1e-6)
+    assert torch.allclose(covariance, torch.cov(features.T), atol=1e-6)
+
+
+def test_the_kid_is_the_unbiased_mmd_with_the_cubic_kernel_as_binkowski_et_al_write_it():
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.randn(2, 12, 5, generator=generator, dtype=torch.float64) + torch.tensor([[[0.0]], [[0.5]]])
+
+    def k(a, b):  # Binkowski et al. 2018, eq. 6: k(x, y) = (x . y / d + 1)^3
+        return (float(a @ b) / 5 + 1) ** 3
+    m = 12
+    within = sum(k(x[i], x[j]) + k(y[i], y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    between = sum(k(x[i], y[j]) for i in range(m) for j in range(m)) / m ** 2
+    # One subset of all 12 features of each set: the order drawn does not matter to the sums.
+    mean, spread, error = fid.kernel_inception_distance(y, x, subsets=1, subset_size=100)
+    assert mean == pytest.approx(within - 2 * between, rel=1e-9) and spread == error == 0
+    # Subsets of 6: each an unbiased estimate of the same MMD^2, so their mean comes near it; the spread is reported.
+    mean, spread, error = fid.kernel_inception_distance(y, x, subsets=400, subset_size=6, seed=1)
+    assert mean == pytest.approx(within - 2 * between, rel=0.1) and spread > 0 and error == pytest.approx(
+        spread / 20)
+
+
+def test_the_kid_is_near_0_for_two_samples_of_one_distribution_at_any_count_and_positive_between_two():
+    generator = torch.Generator().manual_seed(0)
+    real = torch.randn(2000, 16, generator=generator)
+    for count in (200, 2000):
+        same = torch.randn(count, 16, generator=generator)
+        mean, _, error = fid.kernel_inception_distance(real, same, subsets=50, subset_size=count)
+        assert abs(mean) < 4 * error + 1e-3, (count, mean, error)  # unbiased: no drift with the count, unlike FID
+    mean, _, error = fid.kernel_inception_distance(real, torch.randn(500, 16, generator=generator) * 1.3,
+                                                   subsets=50, subset_size=500)
+    assert mean > 10 * error
 
 
 def test_the_fid_of_a_set_against_itself_is_about_0_also_for_greyscale_images():
@@ -81,19 +113,19 @@ class CountingNetwork(QuadrantColours):
         return super().forward(images)
 
 
-def test_real_statistics_are_cached_once_keyed_by_every_pixel_the_count_and_the_weights():
+def test_real_features_are_cached_once_keyed_by_every_pixel_the_count_and_the_weights():
     real, _ = image_sets()
     network = CountingNetwork()
-    first = fid.reference_statistics(real, network, "cpu")
+    first = fid.reference_features(real, network, "cpu")
     assert network.images_seen == 300 and len(list(fid.CACHE_DIR.glob("*.pt"))) == 1
-    again = fid.reference_statistics(real.clone(), network, "cpu")  # the same pixels in another tensor
-    assert network.images_seen == 300 and all(torch.equal(x, y) for x, y in zip(first, again))
+    again = fid.reference_features(real.clone(), network, "cpu")  # the same pixels in another tensor
+    assert network.images_seen == 300 and torch.equal(first, again)
 
     changed = real.clone()
     changed[17, 1, 5, 5] ^= 1  # one pixel, by one level
     for images, other in [(changed, network), (real[:299], network), (real, CountingNetwork("other weights"))]:
         seen = other.images_seen
-        fid.reference_statistics(images, other, "cpu")
+        fid.reference_features(images, other, "cpu")
         assert other.images_seen == seen + len(images)
     assert len(list(fid.CACHE_DIR.glob("*.pt"))) == 4
 
@@ -180,8 +212,8 @@ def test_a_missing_or_unreadable_weights_file_is_one_line(tmp_path):
 def test_python_m_common_fid_compares_two_samples_files_and_caches_the_reference(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(fid, "load_network", lambda weights, device: QuadrantColours())
     real, generated = image_sets()
-    runs.write_samples(tmp_path / "real.npz", [real], len(real))
-    runs.write_samples(tmp_path / "generated.npz", [generated], len(generated))
+    files.write_samples(tmp_path / "real.npz", [real], len(real))
+    files.write_samples(tmp_path / "generated.npz", [generated], len(generated))
     args = ["--images", str(tmp_path / "generated.npz"), "--reference", str(tmp_path / "real.npz"), "--device", "cpu"]
     result = fid.main(args)
     assert result["fid_inception"] == pytest.approx(fid.frechet_inception_distance(real, generated, QuadrantColours(),
@@ -206,4 +238,6 @@ def test_fid_inception_on_a_trained_dcgan_reports_the_fid_and_how_it_was_compute
     dcgan_cifar10.main(common + ["--epochs", "1"])
     scores = dcgan_cifar10.main(common + ["--epochs", "0", "--fid", "inception", "--fid-samples", "50"])
     assert scores["fid_inception"] > 0 and scores["fid_generated_images"] == 50 and scores["fid_real_images"] == 64
+    assert scores["fid_reference"] == "the folder's 64 images" and scores["kid_inception_std"] > 0
+    assert scores["kid_inception"] > 4 * scores["kid_inception_standard_error"]  # an epoch of 2 steps is far off
     assert "inception-2015-12-05" in scores["fid_implementation"]

@@ -6,7 +6,7 @@ import torch
 
 import gan_mnist
 import latent_interpolation
-from common import classifier, cli, gan
+from common import classifier, cli, mlp_gan
 
 
 def endpoints_of_different_norms():
@@ -30,7 +30,7 @@ def test_slerp_keeps_the_norm_between_the_endpoints_norms_and_lerp_dips():
 @pytest.mark.parametrize("method", ["lerp", "slerp"])
 def test_both_methods_reproduce_the_endpoint_images_at_t_0_and_1(method):
     torch.manual_seed(0)
-    generator = gan.MLPGenerator(64, (32, 64)).eval()
+    generator = mlp_gan.Generator(64, (32, 64)).eval()
     z0, z1 = endpoints_of_different_norms()
     path = getattr(latent_interpolation, method)(z0, z1, torch.linspace(0, 1, 7))
     with torch.no_grad():
@@ -44,8 +44,7 @@ def test_walks_through_a_gan_trained_on_a_subset(data_dir, tmp_path):
     classifier.mnist_classifier(data_dir, torch.device("cpu"), cache, limit=1000)
     gan_run = tmp_path / "gan"
     gan_mnist.main(["--data-dir", str(data_dir), "--out-dir", str(gan_run), "--device", "cpu", "--classifier",
-                    str(cache), "--limit", "3200", "--epochs", "1", "--quality-samples", "500", "--eval-images", "500",
-                    "--ema-decay", "0.9"])
+                    str(cache), "--limit", "3200", "--epochs", "1", "--quality-samples", "500", "--eval-images", "500"])
     out = tmp_path / "walk"
     common = ["--data-dir", str(data_dir), "--device", "cpu", "--classifier", str(cache),
               "--checkpoint", str(gan_run / "checkpoint.pt"), "--pairs", "3", "--steps", "8", "--pool", "500"]

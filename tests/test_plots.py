@@ -12,7 +12,7 @@ import dcgan_cifar10
 import latent_interpolation
 import vae_latent_space_visualization as lsv
 import vae_mnist
-from common import dcgan, gan, plots
+from common import dcgan, plots
 
 pytestmark = pytest.mark.filterwarnings("error")  # a warning while drawing (identical limits, say) fails the test
 
@@ -32,12 +32,11 @@ def figures(monkeypatch):
 
 
 def gan_history(epochs, steps_per_epoch):
-    """A GAN history as gan.restore and gan.record_steps build it. The quality numbers barely change, as after a
+    """A GAN history as gan.start and gan.record_epoch build it. The quality numbers barely change, as after a
     short run: a Frechet distance near 2720 and an inception score near 1.0215, which matplotlib's default labels
     wrote as 2.72x10^3 and with a "+1.021" offset."""
     rng = np.random.default_rng(0)
-    history = {"grids": [torch.randint(0, 256, (64, 1, 28, 28), dtype=torch.uint8) for _ in range(epochs)],
-               "quality_epoch": list(range(1, epochs + 1)),
+    history = {"quality_epoch": list(range(1, epochs + 1)),
                "frechet_distance": list(2720 - 0.7 * np.arange(epochs)),
                "inception_score": list(1.0214 + 0.0001 * np.arange(epochs)),
                "class_shares": [[0.1] * 10] * epochs, "min_class_share": [0.0] * epochs, "seconds": [1.0] * epochs}
@@ -76,7 +75,9 @@ def check_readable(axes, epochs=True):
 
 @pytest.mark.parametrize("epochs, steps_per_epoch", [(1, 1), (2, 1), (2, 8), (12, 40)])
 def test_gan_figures_read_well_after_any_number_of_epochs_and_steps(figures, tmp_path, epochs, steps_per_epoch):
-    gan.plot_training(tmp_path, gan_history(epochs, steps_per_epoch), "GAN", "training images")
+    for epoch in range(1, epochs + 1):  # the epoch grids, as the loop writes them
+        plots.save_tiles(tmp_path / "grids" / f"epoch_{epoch:03d}.png", torch.rand(64, 1, 28, 28), 8)
+    plots.plot_gan_training(tmp_path, gan_history(epochs, steps_per_epoch), "GAN", "training images")
     per_iteration, per_epoch = figures["losses.png"].axes
     for axes in (per_iteration, per_epoch, *figures["discriminator.png"].axes, *figures["quality.png"].axes):
         check_readable(axes)
@@ -93,7 +94,7 @@ def test_the_per_iteration_axis_holds_the_smoothed_curves_and_a_hinge_loss_below
     history = gan_history(3, 50)
     history["step_loss_g"] = (np.array(history["step_loss_g"]) - 2).tolist()  # hinge: -E[D(G(z))] can be negative
     history["step_loss_d"][0] = 30.0  # a first-step spike, which alone would squash the rest
-    gan.plot_losses(tmp_path / "losses.png", history, "GAN")
+    plots.plot_losses(tmp_path / "losses.png", history, "GAN")
     per_iteration = figures["losses.png"].axes[0]
     check_readable(per_iteration)
     assert per_iteration.get_ylim()[0] < min(history["step_loss_g"]) and per_iteration.get_ylim()[1] < 10
@@ -124,7 +125,7 @@ def test_real_vs_generated_shows_as_many_real_as_generated_images(figures, tmp_p
     torch.manual_seed(0)
     generator = dcgan.Generator(latent_dim=8, base_channels=4)
     real = torch.randint(0, 256, (50, 3, 32, 32), dtype=torch.uint8)  # a folder of fewer images than the grid
-    dcgan_cifar10.plot_figures(gan_history(1, 1), generator, real, "DCGAN", "a folder", tmp_path, "cpu")
+    dcgan_cifar10.plot_real_vs_generated(generator, real, "DCGAN", "a folder", tmp_path, "cpu")
     left, right = figures["real_vs_generated.png"].axes
     assert left.images[0].get_array().shape == right.images[0].get_array().shape
 

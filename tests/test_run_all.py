@@ -13,7 +13,7 @@ import torch
 
 import report
 import run_all
-from common import cli, runs
+from common import checkpoints, cli
 from tests.conftest import DATA, REPO
 
 # --quick's settings cut down to seconds a stage; the VAE gets two epochs so that it can be stopped after the first.
@@ -21,11 +21,11 @@ TINY = {
     "vae_mnist": ["--architecture", "mlp", "--limit", "2000", "--epochs", "2", "--iw-samples", "1"],
     "vae_anomaly_detection": ["--corruptions", "gaussian_noise,blur,fashion_mnist"],
     "vae_latent_space_visualization": ["--num-points", "500", "--metric-points", "500", "--tsne-iterations", "300"],
-    "gan_mnist": ["--limit", "3200", "--epochs", "1", "--ema-decay", "0.9", "--quality-samples", "500",
+    "gan_mnist": ["--limit", "3200", "--epochs", "1", "--quality-samples", "500",
                   "--eval-images", "500"],
     "latent_interpolation": ["--pairs", "2", "--steps", "6", "--pool", "500"],
     "dcgan_cifar10": ["--limit", "256", "--epochs", "1", "--batch-size", "64", "--base-channels", "8",
-                      "--quality-samples", "200", "--final-samples", "200"],
+                      "--quality-samples", "200", "--eval-images", "200"],
     "classifiers": {"mnist": 1000, "cifar10": 500},
 }
 STAGES = ["vae_mnist", "vae_anomaly_detection", "vae_latent_space_visualization", "classifiers", "gan_mnist",
@@ -47,7 +47,7 @@ def tiny_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("run_all")
     argv = ["--quick", "--data-dir", str(DATA), "--device", "cpu"]
     printed = {}
-    save_checkpoint = runs.save_checkpoint
+    save_checkpoint = checkpoints.save_checkpoint
 
     def stop_after_first_vae_epoch(path, kind, **state):
         save_checkpoint(path, kind, **state)
@@ -58,7 +58,7 @@ def tiny_run(tmp_path_factory):
         patch.chdir(folder)
         patch.setattr(run_all, "QUICK", TINY)
         with patch.context() as ctrl_c, pytest.raises(SystemExit) as stopped:
-            ctrl_c.setattr(runs, "save_checkpoint", stop_after_first_vae_epoch)
+            ctrl_c.setattr(checkpoints, "save_checkpoint", stop_after_first_vae_epoch)
             run_all.main(argv)
         printed["stopped"] = stopped.value.code
         printed["after_ctrl_c"] = files_and_times(folder / "outputs")

@@ -13,8 +13,8 @@ import dcgan_cifar10
 import gan_mnist
 import latent_interpolation
 import vae_mnist
-from common import cli, runs
-from tests.conftest import DATA
+from common import checkpoints, cli, run_folder
+from tests.conftest import DATA, folder_fingerprint
 from tests.test_bad_input import fingerprint, small_mnist_classifier, user_error  # noqa: F401  (a fixture)
 
 VAE_FLAGS = ["--architecture", "mlp", "--hidden", "32", "--limit", "640", "--epochs", "1", "--iw-samples", "1",
@@ -127,13 +127,14 @@ def test_a_folder_whose_config_json_is_unreadable_is_refused_untouched(tmp_path)
     assert folder_state(tmp_path / "run") == before
 
 
-def test_a_config_json_of_the_old_flat_format_still_tells_its_script(vae_run):
+def test_a_config_json_that_is_no_run_record_of_this_project_is_refused_and_left_alone(vae_run):
     folder, common = vae_run
     settings = json.loads((folder / "config.json").read_text())["settings"]
-    old = {name: value for name, value in settings.items() if name not in ("overwrite", "tensorboard")}
-    (folder / "config.json").write_text(json.dumps(old))
-    assert "holds a run of another script" in user_error(gan_mnist.main, *common[:4], "--epochs", "0")
-    assert "with --limit 640, not --limit 1280" in user_error(vae_mnist.main, *common, "--limit", "1280")
+    (folder / "config.json").write_text(json.dumps(settings))  # a bare dict of settings: whose run, nobody says
+    before = folder_fingerprint(folder)
+    message = user_error(vae_mnist.main, *common, "--limit", "1280")
+    assert f"{folder / 'config.json'} is not a run record of this project" in message and "--overwrite" in message
+    assert folder_fingerprint(folder) == before
 
 
 def test_refusals_checked_late_write_nothing_either(tmp_path):
@@ -195,9 +196,9 @@ def test_a_dcgan_run_writes_its_record(data_dir, tmp_path):
 
 
 def test_history_tables_align_measurements_with_their_epochs():
-    history = {"loss_d": [1.0, 2.0, 3.0], "step_loss_d": [1, 2, 3, 4, 5, 6], "grids": [torch.zeros(1)] * 3,
+    history = {"loss_d": [1.0, 2.0, 3.0], "step_loss_d": [1, 2, 3, 4, 5, 6],
                "quality_epoch": [2, 3], "frechet_distance": [9.0, 8.0], "class_shares": [[0.5, 0.5], [0.4, 0.6]]}
-    per_epoch, per_step = runs.history_tables(history, 3)
+    per_epoch, per_step = run_folder.history_tables(history, 3)
     assert per_epoch[0] == {"epoch": 1, "loss_d": 1.0}
     assert per_epoch[2] == {"epoch": 3, "loss_d": 3.0, "frechet_distance": 8.0, "class_shares_0": 0.4,
                             "class_shares_1": 0.6}
@@ -209,13 +210,13 @@ def test_history_tables_align_measurements_with_their_epochs():
 def test_the_interruption_message_follows_the_phase_and_the_last_checkpoint(tmp_path):
     settings = {**cli.TRAINING_SETTINGS, "epochs": (1, "passes")}
     cfg = cli.parse(settings, "test", ["--out-dir", str(tmp_path / "run"), "--epochs", "2"])
-    out = runs.open_run("vae_mnist.py", cfg, torch.device("cpu"), checkpoint="checkpoint.pt")
+    out = run_folder.open_run("vae_mnist.py", cfg, torch.device("cpu"), checkpoint="checkpoint.pt")
     assert cli.interruption_message() == "interrupted: no epoch was finished; rerun the same command to start again"
     with cli.step_without_saving("training the classifier for c.pt, which is written only once trained"):
         assert cli.interruption_message().startswith("interrupted while training the classifier for c.pt")
-    runs.save_checkpoint(out / "checkpoint.pt", "vae", epoch=1, history={"test_loss": [1.0]}, settings=vars(cfg))
+    checkpoints.save_checkpoint(out / "checkpoint.pt", "vae", epoch=1, history={"test_loss": [1.0]}, settings=vars(cfg))
     assert cli.interruption_message() == (f"interrupted: rerun with --resume to continue from epoch 1, the last one "
                                           f"saved in {out / 'checkpoint.pt'}")
     assert json.loads((out / "config.json").read_text())["settings"]["epochs"] == 2
-    runs.save_checkpoint(tmp_path / "elsewhere" / "vae.pt", "vae", epoch=1, settings={"epochs": 9})
+    checkpoints.save_checkpoint(tmp_path / "elsewhere" / "vae.pt", "vae", epoch=1, settings={"epochs": 9})
     assert "vae.pt holds the model after epoch 1 of 9, unfinished; delete it" in cli.interruption_message()

@@ -1,0 +1,326 @@
+"""The output folder as the record of one run.
+
+``open_run`` checks the folder before anything is written (a path that can hold a folder, no other live run writing
+there, no run of another script or of other settings in it) and claims it; the record begins only once every check
+has passed: with the run's first checkpoint for a script that trains, which is written after the resume checks, or
+with ``start_record``. It is config.json (the settings, the command, the date, the git commit, the library versions
+and the device), log.txt (the console output of every run in the folder), and beside a checkpoint history.csv (one
+row per epoch: every per-epoch curve of the figures) and, for the GANs, steps.csv (one row per iteration), rewritten
+with every checkpoint (common/checkpoints.py calls ``record_epoch``); with --tensorboard, the same curves as
+TensorBoard events. An --epochs 0 run, which only evaluates and samples, leaves config.json as it is.
+"""
+import datetime
+import fcntl
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+import torchvision
+
+from common import cli, distributed
+from common.cli import UserError
+from common.files import check_samples_fit, unwritable, write_csv, write_json
+
+def output_folder(script_file, out_dir=None):
+    """``--out-dir`` or ``outputs/<script name>``, created if needed; a path that cannot be a writable folder is a
+    ``UserError``."""
+    folder = Path(out_dir) if out_dir else Path("outputs") / Path(script_file).stem
+    problem = unwritable(folder)
+    if problem:
+        raise UserError(f"--out-dir {folder} cannot be used: {problem}; pass the path of a folder (created if absent)")
+    if distributed.is_main():
+        folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+# Settings that say where or how a run goes, not what it computes: a run in a folder that holds one differing from
+# it in these only is the same run again.
+WHERE_AND_HOW = ("data_dir", "out_dir", "device", "resume", "overwrite", "tensorboard", "num_samples")
+LOG = "log.txt"
+_run = None  # the open run (open_run), in the main process
+_locks = {}  # folder -> the open descriptor that holds its lock, for this process's life
+
+
+def open_run(script_file, cfg, device, checkpoint=None, sample_shape=None):
+    """Check the output folder and claim it for this run; returns the folder. Nothing in it is written yet.
+
+    Refused with a ``UserError``: a path that cannot be a writable folder; a folder another live run is writing (a
+    lock on the folder, held until this process ends); a folder holding a run of another script, or, for a run that
+    starts over, of other settings than ``cfg`` (--overwrite allows both). ``checkpoint``: the name of the file a
+    training script saves after every epoch; its first save begins the record (config.json), so that the checks
+    done inside the training loop (--resume under the same settings) come first. ``sample_shape``: the C x H x W of
+    the images --num-samples asks for, whose samples.npz the disk must be able to hold. From here on the console's
+    output is kept, and written to log.txt when the record begins.
+    """
+    global _run
+    script = Path(script_file).name
+    folder = output_folder(script_file, cfg.out_dir)
+    trains = checkpoint is not None
+    distributed.from_main(_claim, folder, script, cfg, trains, sample_shape)
+    _run = SimpleNamespace(folder=folder, script=script, cfg=cfg, checkpoint=folder / checkpoint if trains else None,
+                           begun=False, configured=False, tensorboard=getattr(cfg, "tensorboard", False),
+                           fresh=not trains or (cfg.epochs > 0 and not cfg.resume),
+                           provenance=run_provenance(script, cfg, device) if distributed.is_main() else None)
+    if distributed.is_main():
+        _Console.install()
+    if trains and cfg.resume and _run.checkpoint.exists():
+        cli.on_interrupt(f"rerun with --resume to continue from the last epoch saved in {_run.checkpoint}")
+    elif trains and cfg.epochs:
+        cli.on_interrupt("no epoch was finished; rerun the same command to start again")
+    else:
+        cli.on_interrupt("rerun the same command to start again")
+    return folder
+
+
+def _claim(folder, script, cfg, trains, sample_shape):
+    _lock(folder)
+    if getattr(cfg, "tensorboard", False):
+        _check_tensorboard()
+    if getattr(cfg, "num_samples", 0):
+        check_samples_fit(folder, cfg.num_samples, sample_shape)
+    if not getattr(cfg, "overwrite", False):
+        _check_previous_run(folder, script, cfg, starts_over=not trains or (cfg.epochs > 0 and not cfg.resume))
+
+
+def _lock(folder):
+    """An exclusive lock on the folder itself (no lock file to leave behind), for as long as this process lives; a
+    second call from this process for the same folder keeps the lock it holds."""
+    key = folder.resolve()
+    if key in _locks:
+        return
+    descriptor = os.open(key, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        raise UserError(f"{folder} is being written by another run that is still going: wait for it to end, or "
+                        f"choose another --out-dir") from None
+    except OSError:  # a file system that cannot lock a folder: the run goes on unguarded
+        os.close(descriptor)
+        return
+    _locks[key] = descriptor
+
+
+def _check_previous_run(folder, script, cfg, starts_over):
+    """Refuse a folder whose config.json is another script's run, or, when this run starts over, a run of other
+    settings; a run continued (--resume) is checked against its checkpoint by the training loop."""
+    path = folder / "config.json"
+    if not path.is_file():
+        return
+    replace = "or pass --overwrite to start this run there anyway (files of the same names are replaced)"
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        raise UserError(f"{path} is not a readable run record, so {folder} may hold another run: choose another "
+                        f"--out-dir, {replace}") from None
+    if not isinstance(record, dict) or "script" not in record:
+        raise UserError(f"{path} is not a run record of this project, so {folder} may hold another run: choose "
+                        f"another --out-dir, {replace}")
+    ours, theirs, settings = vars(cfg), record["script"], record.get("settings") or {}
+    if theirs != script:
+        raise UserError(f"{folder} holds a run of {theirs}, not of {script}: choose another --out-dir, {replace}")
+    if not starts_over:
+        return
+    for name, value in settings.items():
+        if name in ours and name not in WHERE_AND_HOW and value != ours[name]:
+            go_on = "continue it with --resume, choose another --out-dir" if "resume" in ours else \
+                "choose another --out-dir"
+            raise UserError(f"{folder} holds a run of {script} with {cli.as_flag(name, value)}, not "
+                            f"{cli.as_flag(name, ours[name])}: {go_on}, {replace}")
+
+
+def start_record():
+    """Begin the record once every check of the run has passed: log.txt, and config.json for a script that does not
+    train (one that trains writes it with its first checkpoint: an --epochs 0 run leaves it as it is). Later calls
+    do nothing."""
+    if _run is None or _run.begun or not distributed.is_main():
+        return
+    _run.begun = True
+    if _run.checkpoint is None:
+        write_json(_run.folder / "config.json", _run.provenance)
+    _Console.begin(_run.folder / LOG, "w" if _run.fresh else "a",
+                   f"== {_run.provenance['started']}  {_run.provenance['command']}\n")
+
+
+def record_epoch(path, state):
+    """What a saved checkpoint of the open run adds to its record: config.json with the first, and every time
+    history.csv, steps.csv and the TensorBoard events of the epoch (``state``: what the checkpoint holds)."""
+    if _run is None or Path(path) != _run.checkpoint or not distributed.is_main():
+        return
+    if not _run.configured:
+        write_json(_run.folder / "config.json", _run.provenance)
+        _run.configured = True
+    start_record()
+    history, epoch = state.get("history"), state.get("epoch")
+    if history and epoch:
+        per_epoch, per_step = history_tables(history, epoch)
+        write_csv(_run.folder / "history.csv", per_epoch)
+        if per_step:
+            write_csv(_run.folder / "steps.csv", per_step)
+        if _run.tensorboard:
+            _log_to_tensorboard(per_epoch, per_step, epoch)
+
+
+def interrupt_message_after(path, state):
+    """What Ctrl-C should say once ``path`` holds ``state``; None where it says what it said before."""
+    epoch = state.get("epoch")
+    if _run is not None and path == _run.checkpoint:
+        return f"rerun with --resume to continue from epoch {epoch}, the last one saved in {path}"
+    if epoch is not None and (_run is None or path.parent != _run.folder):  # a model this run trains for its use
+        planned = (state.get("settings") or {}).get("epochs", epoch)
+        return (f"{path} holds the model after epoch {epoch} of {planned}, unfinished; delete it and rerun the same "
+                f"command to train it anew" if epoch < planned else "rerun the same command to start again")
+    return None
+
+
+def history_tables(history, epochs):
+    """A checkpoint's history as (rows per epoch, rows per iteration), each row a dict of column -> number.
+
+    Lists of one value per epoch become columns of the first table; the GANs' quality numbers, measured at the
+    epochs in ``quality_epoch``, go to the rows of those epochs (blank in the others), a list per measurement (class
+    shares) to one column per entry; ``step_*`` lists, one value per iteration, make the second table.
+    """
+    per_epoch = [{"epoch": epoch} for epoch in range(1, epochs + 1)]
+    per_step, measured = [], history.get("quality_epoch")
+    for key, values in history.items():
+        if key == "quality_epoch" or not values:
+            continue
+        if key.startswith("step_"):
+            if not per_step:
+                per_step = [{"iteration": i + 1, "epoch": None} for i in range(len(values))]
+            for row, value in zip(per_step, values):
+                row[key.removeprefix("step_")] = value
+            continue
+        epochs_of = range(1, epochs + 1) if len(values) == epochs else measured
+        if epochs_of is None or len(epochs_of) != len(values):
+            continue
+        for epoch, value in zip(epochs_of, values):
+            cells = {f"{key}_{i}": part for i, part in enumerate(value)} if isinstance(value, list) else {key: value}
+            per_epoch[epoch - 1].update(cells)
+    for row in per_step:  # iterations split evenly over the epochs: --batch-size and --limit are fixed on resume
+        row["epoch"] = 1 + (row["iteration"] - 1) * epochs // len(per_step)
+    return per_epoch, per_step
+
+
+def _check_tensorboard():
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401  (only its presence is checked here)
+    except ImportError:
+        raise UserError("--tensorboard needs the tensorboard package, which is not installed: pip install "
+                        "tensorboard (or drop --tensorboard: history.csv holds the same curves)") from None
+
+
+def _log_to_tensorboard(per_epoch, per_step, epoch):
+    """The epoch just saved, as scalars: its row of history.csv at step ``epoch``, its rows of steps.csv at their
+    iteration. A resumed run writes the epochs it trains again over those an interrupted run had logged."""
+    if _run.tensorboard is True:
+        from torch.utils.tensorboard import SummaryWriter
+        if _run.fresh:  # the events of a run this one replaces would mix with its own
+            shutil.rmtree(_run.folder / "tensorboard", ignore_errors=True)
+        _run.tensorboard = SummaryWriter(_run.folder / "tensorboard")
+    for column, value in per_epoch[epoch - 1].items():
+        if column != "epoch":
+            _run.tensorboard.add_scalar(f"epoch/{column}", value, epoch)
+    for row in (row for row in per_step if row["epoch"] == epoch):
+        for column, value in row.items():
+            if column not in ("iteration", "epoch"):
+                _run.tensorboard.add_scalar(f"iteration/{column}", value, row["iteration"])
+    _run.tensorboard.flush()
+
+
+def run_provenance(script, cfg, device):
+    """What config.json holds: the script, its settings, and what it takes to reproduce or judge the run."""
+    repository = Path(__file__).resolve().parent.parent
+    return {
+        "script": script,
+        "settings": vars(cfg),
+        "command": _command(script, cfg),
+        "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        **_git_commit(repository),
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "torchvision": torchvision.__version__, "numpy": np.__version__},
+        "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
+        "processes": distributed.world_size(),
+    }
+
+
+def _command(script, cfg):
+    """The command line as typed; where ``main`` was called from Python, the command that reproduces its settings."""
+    if Path(sys.argv[0]).name == script:
+        return shlex.join(["python", *sys.argv])
+    words = ["python", script]
+    for name, value in vars(cfg).items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            words.append(flag if value else "--no-" + flag[2:])
+        elif value is not None:
+            words += [flag, *map(str, value if isinstance(value, list) else [value])]
+    return shlex.join(words)
+
+
+def _git_commit(repository):
+    """The checkout's commit and whether tracked files differ from it; None where the code is not a git checkout."""
+    def git(*args):
+        result = subprocess.run(["git", "-C", str(repository), *args], capture_output=True, text=True, timeout=10)
+        return result.stdout.strip() if result.returncode == 0 else None
+    try:
+        commit = git("rev-parse", "HEAD")
+        changed = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    except (OSError, subprocess.SubprocessError):  # no git on this machine
+        commit = changed = None
+    return {"git_commit": commit, "git_uncommitted_changes": None if changed is None else bool(changed)}
+
+
+class _Console:
+    """sys.stdout, copied into the run's log.txt: kept in memory until the record begins (a refused run leaves no
+    log), then written line by line."""
+
+    def __init__(self, stream):
+        self.stream, self.file, self.pending = stream, None, []
+
+    @classmethod
+    def install(cls):
+        if not isinstance(sys.stdout, cls):
+            sys.stdout = cls(sys.stdout)
+        sys.stdout.reset()
+
+    @classmethod
+    def begin(cls, path, mode, header):
+        if isinstance(sys.stdout, cls):
+            sys.stdout.open(path, mode, header)
+
+    def reset(self):
+        if self.file is not None:
+            self.file.close()
+        self.file, self.pending = None, []
+
+    def open(self, path, mode, header):
+        self.file = open(path, mode, buffering=1, encoding="utf-8")
+        self.file.write(header + "".join(self.pending))
+        self.pending = []
+
+    def log_only(self, text):
+        if self.file is not None:
+            self.file.write(text)
+        else:
+            self.pending.append(text)
+
+    def write(self, text):
+        self.log_only(text)
+        return self.stream.write(text)
+
+    def flush(self):
+        if self.file is not None:
+            self.file.flush()
+        self.stream.flush()
+
+    def __getattr__(self, name):  # isatty, encoding, fileno, ...: the console's own
+        return getattr(self.stream, name)
