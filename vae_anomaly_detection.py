@@ -240,11 +240,11 @@ def normal_digits(metrics):
 COLOURS = ("tab:blue", "tab:red")  # normal digits, anomalies
 
 
-def log_bins(scores):
+def log_bins(scores, threshold):
     """80 bins, linear near 0 and logarithmic beyond (arcsinh spacing): scores like ``combined`` can be negative, and
-    the anomalies' span orders of magnitude. They end at the 99.9th percentile: the negative ELBO of a few foreign
-    images runs to 10^20 nats, which would squeeze every other score into one bin."""
-    top = np.percentile(scores, 99.9)
+    the anomalies' span orders of magnitude. They end at a thousand times the threshold at most: the negative ELBO of
+    some anomalies runs to 10^20 nats, which would squeeze every other score into one bin."""
+    top = min(scores.max(), 1000 * abs(threshold))
     return np.sinh(np.linspace(np.arcsinh(scores.min()), np.arcsinh(top + 0.01 * abs(top)), 80))
 
 
@@ -269,10 +269,10 @@ def axis_label(score_name):
 
 
 # Each detector's panel title in detectors.png: what it is, and what it uses.
-PANEL_TITLES = {"reconstruction": "reconstruction error (the assignment's)\nuses the VAE only",
-                "elbo": "negative ELBO\nuses the VAE only",
-                "likelihood": "likelihood: reconstruction + grey-level model\nuses the VAE, no hand-made feature",
-                "combined": "combined: likelihood + geometry\ngeometry uses no VAE"}
+PANEL_TITLES = {"reconstruction": "reconstruction error (the assignment's): uses the VAE only",
+                "elbo": "negative ELBO: uses the VAE only",
+                "likelihood": "likelihood = reconstruction + grey-level model: the VAE, no hand-made feature",
+                "combined": "combined = likelihood + geometry, which uses no VAE"}
 
 
 def plot_detectors(path, all_scores, kinds, metrics):
@@ -288,15 +288,14 @@ def plot_detectors(path, all_scores, kinds, metrics):
     normal = kinds == "normal"
     for axes, (name, row) in zip(all_axes.flat, detectors.items()):
         scores = all_scores[name]
-        histogram_pair(axes, scores[normal], scores[~normal], log_bins(scores), row["threshold"])
-        default = " (default)" if name == metrics["anomaly_score"] else ""
-        axes.set_title(PANEL_TITLES.get(name, name) + default, fontsize=10)
-        axes.text(0.98, 0.97, f"threshold {row['threshold']:.3g}\nTP {row['tp']}, FN {row['fn']} (recall "
-                              f"{row['recall']:.3f})\nFP {row['fp']} of {row['fp'] + row['tn']} "
-                              f"({row['false_positive_rate']['observed']:.2%})\nAUROC {row['auroc']:.4f}",
-                  transform=axes.transAxes, ha="right", va="top", fontsize=9,
-                  bbox=dict(facecolor="white", edgecolor="0.7", alpha=0.9))
-        axes.set_xlabel(axis_label(name), fontsize=9)
+        histogram_pair(axes, scores[normal], scores[~normal], log_bins(scores, row["threshold"]), row["threshold"])
+        default = " (the default)" if name == metrics["anomaly_score"] else ""
+        # What the threshold decides goes in the title: inside the axes a box would cover some type's peak.
+        axes.set_title(f"{PANEL_TITLES.get(name, name)}{default}\nthreshold {row['threshold']:.3g}: TP {row['tp']}, "
+                       f"FN {row['fn']} (recall {row['recall']:.3f}); FP {row['fp']} of {row['fp'] + row['tn']} "
+                       f"({row['false_positive_rate']['observed']:.2%}); AUROC {row['auroc']:.4f}", fontsize=9)
+        beyond = "; the last bin holds all beyond" if scores.max() > axes.get_xlim()[1] else ""
+        axes.set_xlabel(axis_label(name) + beyond, fontsize=9)
         axes.set_ylabel("share of images per bin", fontsize=9)
         axes.tick_params(labelsize=8)
     handles = [Patch(facecolor=to_rgba(colour, 0.35), edgecolor=colour) for colour in COLOURS] + \
@@ -314,7 +313,7 @@ def plot_histograms(path, scores, kinds, metrics, score_name):
     row = metrics["detectors"][score_name]
     threshold, recall, auroc = row["threshold"], row["recall_by_type"], metrics["auroc_by_score"][score_name]
     types = sorted(recall, key=lambda kind: group_of(kind) == "held_out")
-    bins = log_bins(scores)
+    bins = log_bins(scores, threshold)
     rows = -(-len(types) // 4)
     # Constrained layout leaves room for the title, the shared legend and the axis labels around the panels.
     figure, all_axes = plt.subplots(rows, 4, figsize=(16, 2.9 * rows + 1.2), sharex=True, squeeze=False,
