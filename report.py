@@ -76,7 +76,8 @@ FIGURES = {
                   ("kl.png", "The KL term per epoch")],
     "vae_anomaly_detection": [("detectors.png", "The detectors side by side, normal test digits against all "
                                                 "anomalies: the VAE's reconstruction error (the assignment's) first; "
-                                                "the dashed line is each one's threshold, its TP and FP beside it"),
+                                                "the dashed line is each one's threshold, its TP and FP in the "
+                                                "panel's title"),
                               ("histograms_reconstruction.png", "The reconstruction error of normal test digits "
                                                                 "against each anomaly type, with its threshold"),
                               ("histograms.png", "The default score of normal test digits against each anomaly type; "
