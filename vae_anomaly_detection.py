@@ -1,26 +1,29 @@
-"""Anomaly detection with the VAE: corrupted, moved and foreign images against clean MNIST, a calibrated threshold.
+"""Anomaly detection with the VAE: corrupted, moved and foreign images against clean MNIST, with a threshold.
 
-Scores every image by how badly vae_mnist.py's VAE and MNIST's own conventions explain it. The default, combined,
-is the largest of three standardised scores: the image's -log p under a grey-level model built on the VAE's
-reconstruction, the same inside the strokes only, and its distance from MNIST's size and centring; the others
-(the reconstruction error, the negative ELBO, relative_error for the one-class benchmark, an input-complexity
-correction, the importance-weighted likelihood) stay behind --anomaly-score. The threshold is a percentile of the
-scores of held-out *normal* images, the last 5,000 of MNIST's training set, which vae_mnist.py does not train on;
-the test set never sets it. The evaluation mix holds normal MNIST test digits, corrupted versions of other test
-digits (the seven original corruption types and MNIST-C's fifteen, common/corruptions.py) and Fashion-MNIST test
-images, in two groups: every choice was made on DEVELOPMENT, and HELD_OUT is only reported. The report gives confusion
-counts, precision, recall, F1, AUROC and AUPRC per type, per group and overall.
+The assignment's detector first: vae_mnist.py's VAE scores every image by its reconstruction error, and a threshold on
+it, a percentile of the scores of normal digits, calls an image anomalous. Beside it, every run reports the VAE's
+negative ELBO, ``likelihood`` (the reconstruction error and a grey-level model of the VAE's reconstruction, no other
+feature) and the default ``combined``, which adds ``geometry``, a check of MNIST's size and centring that uses no VAE
+(DETECTORS; the other scores stay behind --anomaly-score). Each detector's threshold is the --percentile of its scores
+on the validation digits: 10,000 of MNIST's training images, drawn at random once and for all, which vae_mnist.py does
+not train on. They set everything; MNIST's test file never does. The evaluation mix holds normal test digits, corrupted
+versions of other test digits (the seven original corruption types and MNIST-C's fifteen, common/corruptions.py) and
+Fashion-MNIST test images, in two groups of types: choices are made on DEVELOPMENT, on the same mix built from the
+validation digits (--evaluate-on development), and HELD_OUT is reported. The report gives, per detector, the confusion
+counts at its threshold, precision, recall and AUROC, the false-positive rate against the 95% interval of its promise,
+and recall and AUROC per type.
 
     python vae_anomaly_detection.py                          # CPU: about 25 s once vae_mnist.py has run
     python vae_anomaly_detection.py --device cuda            # GPU: seconds
     python vae_anomaly_detection.py --benchmark mnist-c      # MNIST-C's protocol: every type on all test digits
     python vae_anomaly_detection.py --corruptions held_out   # a mix of the held-out types only
+    python vae_anomaly_detection.py --evaluate-on development  # the development mix, of validation digits
     python vae_anomaly_detection.py --score my_digits.npz    # scores.csv for your own images (or a folder of PNGs)
     python vae_anomaly_detection.py --normal-digit all       # one-class benchmark: ten VAEs, each on one digit
 
-Writes to outputs/vae_anomaly_detection/: histograms.png, roc.png, gallery.png, metrics.json, config.json; with
---benchmark, benchmark.json, histograms.png and roc.png; with --score, scores.csv; with --normal-digit,
-one_class.json and a checkpoint per digit under one_class/.
+Writes to outputs/vae_anomaly_detection/: detectors.png, histograms_reconstruction.png, histograms.png, roc.png,
+gallery.png, metrics.json, config.json; with --benchmark, benchmark.json and the same figures but the gallery; with
+--score, scores.csv; with --normal-digit, one_class.json and a checkpoint per digit under one_class/.
 """
 import csv
 from types import SimpleNamespace
@@ -34,7 +37,7 @@ from matplotlib.patches import Patch
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from common import anomaly_scores, cli, data, devices, distributed, files, plots, progress, run_folder, seeds, vae
-from common.anomaly_scores import ANOMALY_SCORES, best_f1_threshold, confusion
+from common.anomaly_scores import ANOMALY_SCORES, best_f1_threshold, binomial_interval, confusion
 from common.corruptions import corrupt, describe, group_of, parse_corruptions
 
 SETTINGS = {
@@ -42,11 +45,15 @@ SETTINGS = {
     # --overwrite, --vae-checkpoint outputs/vae_mnist/checkpoint.pt.
     **cli.BASE_SETTINGS,
     **vae.CHECKPOINT_SETTINGS,
-    "anomaly_score": ("combined", "what an image is scored by (score_images; iw_nll needs --iw-samples); combined "
-                                  "has the best mean and lowest AUROC on the development group (BENCHMARKS.md)",
+    "anomaly_score": ("combined", "the score the per-type table, the gallery and --score use (score_images; iw_nll "
+                                  "needs --iw-samples); combined has the best mean and lowest AUROC on the "
+                                  "development mix (BENCHMARKS.md); DETECTORS are reported beside it",
                       (*ANOMALY_SCORES, "iw_nll")),
     "percentile": (99.0, "threshold = this percentile of the normal validation digits' scores, so about "
                          "(100 - it)%% of normal digits get flagged", "(0, 100)"),
+    "evaluate_on": ("test", "test: the reported numbers, on MNIST's test digits and Fashion-MNIST's test images; "
+                            "development: the same mix of the validation digits and Fashion-MNIST training images, "
+                            "where every choice is made", ("test", "development")),
     "corruptions": ("all", "what the evaluation mix holds: anomaly types and groups, comma-separated (groups: "
                            "original, development, held_out, mnist_c, all; types: see CORRUPTIONS, fashion_mnist)"),
     "anomaly_fraction": (0.5, "share of anomalies in the evaluation mix of 10,000 images, split evenly over the "
@@ -62,17 +69,28 @@ SETTINGS = {
     "iw_samples": (0, "also score by an importance-weighted -log p(x) with this many samples (iw_nll; slow)"),
 }
 GREY_LEVEL_DIGITS = 10_000  # training digits the grey-level model is counted on (7.8 million pixels)
+# The detectors every run reports side by side, the assignment's first, and what each uses: what the VAE alone does,
+# and what each addition buys.
+DETECTORS = {
+    "reconstruction": "the VAE alone: -log p(x | z = mu(x)) under its Bernoulli decoder (the assignment's detector)",
+    "elbo": "the VAE alone: its negative ELBO, the reconstruction error plus the KL term",
+    "likelihood": "the VAE: its reconstruction error and a grey-level model of its reconstruction counted on "
+                  "training digits; no other feature",
+    "combined": "likelihood and geometry, MNIST's size and centring, a check that uses no VAE",
+}
 
 
 # ----- the threshold, the evaluation mix and the benchmark -----
 
 def calibrate(cfg, model, device):
-    """Fit what the scores need on normal digits only, and set the threshold. No test image is involved.
+    """Fit what the scores need on normal digits of MNIST's training file only, and set the thresholds. No test image
+    is involved.
 
     The grey-level model is counted on the first GREY_LEVEL_DIGITS digits of the training split, which the VAE was
-    trained on; the normal validation digits (the last 5,000 of MNIST's training set, never trained on) standardise
-    the parts of ``combined`` and give the threshold, the --percentile of their scores. Returns a namespace with
-    ``scores(images)`` (every score of every image), ``validation_scores`` and ``threshold``.
+    trained on; the normal validation digits (vae.split_indices: 10,000 training images drawn at random, never trained
+    on) standardise the parts of the combinations and give each score's threshold, the --percentile of their scores.
+    Returns a namespace with ``scores(images)`` (every score of every image), ``validation_scores``, ``thresholds``
+    (per score) and ``threshold`` (--anomaly-score's).
     """
     train_images, _ = vae.load_training_split(cfg.data_dir, device, GREY_LEVEL_DIGITS)
     grey_levels = anomaly_scores.fit_grey_levels(model, data.to_unit_range(train_images))
@@ -84,32 +102,45 @@ def calibrate(cfg, model, device):
         return anomaly_scores.combine(anomaly_scores.score_images(model, images, grey_levels, seed=cfg.seed,
                                                                   iw_samples=cfg.iw_samples), raw_validation)
     validation_scores = anomaly_scores.combine(raw_validation, raw_validation)
-    threshold = float(np.percentile(validation_scores[cfg.anomaly_score], cfg.percentile))
+    thresholds = {name: float(np.percentile(values, cfg.percentile)) for name, values in validation_scores.items()}
     return SimpleNamespace(scores=scores, grey_levels=grey_levels, validation_scores=validation_scores,
-                           threshold=threshold)
+                           thresholds=thresholds, threshold=thresholds[cfg.anomaly_score])
+
+
+def evaluation_images(cfg, device, fashion=False):
+    """The clean digits of the evaluation, uint8: MNIST's 10,000 test digits (--evaluate-on test), or the 10,000
+    validation digits (development), which set the threshold too. With ``fashion``, also as many Fashion-MNIST images:
+    its test images, or the first of its training images."""
+    development = cfg.evaluate_on == "development"
+    digits = (vae.load_validation_split(cfg.data_dir, device) if development else
+              data.load_mnist(cfg.data_dir, train=False, device=device))[0]
+    if not fashion:
+        return digits, None
+    foreign, _ = data.load_mnist(cfg.data_dir, train=development, device=device, name="fashion-mnist",
+                                 limit=len(digits))
+    return digits, foreign
 
 
 def build_mix(cfg, types, device, generator):
-    """Normal test digits, corrupted *other* test digits and Fashion-MNIST test images, as floats in [0, 1]: the
+    """Normal digits, corrupted *other* digits and Fashion-MNIST images (evaluation_images), as floats in [0, 1]: the
     anomalies split evenly over ``types``.
 
     Returns (images, kinds), where kinds[i] is "normal" or one of ``types``.
     """
-    test_images, _ = data.load_mnist(cfg.data_dir, train=False, device=device)
-    total = len(test_images)
+    digits, fashion = evaluation_images(cfg, device, fashion="fashion_mnist" in types)
+    total = len(digits)
     per_type = round(cfg.anomaly_fraction * total) // len(types)
     num_normal = total - per_type * len(types)
     if per_type == 0:
         raise cli.UserError(f"--anomaly-fraction {cfg.anomaly_fraction} leaves no anomaly of some of the "
                             f"{len(types)} types among {total} images: raise it")
     order = torch.randperm(total, generator=generator).to(device)
-    clean = data.to_unit_range(test_images[order])
+    clean = data.to_unit_range(digits[order])
     parts, kinds = [clean[:num_normal]], ["normal"] * num_normal
     device_generator = torch.Generator(device=device).manual_seed(cfg.seed)
     start = num_normal
     for kind in types:
         if kind == "fashion_mnist":
-            fashion, _ = data.load_mnist(cfg.data_dir, train=False, device=device, name="fashion-mnist")
             pick = torch.randperm(len(fashion), generator=generator)[:per_type].to(device)
             parts.append(data.to_unit_range(fashion[pick]))
         else:
@@ -120,18 +151,14 @@ def build_mix(cfg, types, device, generator):
 
 
 def benchmark_scores(cfg, types, detector, device):
-    """MNIST-C's protocol: each type applied to all 10,000 test digits (Fashion-MNIST: its 10,000 test images),
-    scored against the 10,000 clean digits. Returns (scores, kinds) as for the mix; the images are not kept."""
-    test_images, _ = data.load_mnist(cfg.data_dir, train=False, device=device)
-    clean = data.to_unit_range(test_images)
+    """MNIST-C's protocol: each type applied to all 10,000 digits of evaluation_images (Fashion-MNIST: 10,000 of its
+    images), scored against the 10,000 clean ones. Returns (scores, kinds) as for the mix; the images are not kept."""
+    digits, fashion = evaluation_images(cfg, device, fashion="fashion_mnist" in types)
+    clean = data.to_unit_range(digits)
     device_generator = torch.Generator(device=device).manual_seed(cfg.seed)
     parts, kinds = [detector.scores(clean)], ["normal"] * len(clean)
     for kind in types:
-        if kind == "fashion_mnist":
-            images = data.to_unit_range(data.load_mnist(cfg.data_dir, train=False, device=device,
-                                                        name="fashion-mnist")[0])
-        else:
-            images = corrupt(clean, kind, device_generator)
+        images = data.to_unit_range(fashion) if kind == "fashion_mnist" else corrupt(clean, kind, device_generator)
         parts.append(detector.scores(images))
         kinds += [kind] * len(images)
     return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}, np.array(kinds)
@@ -151,67 +178,161 @@ def summarise_groups(auroc_by_type):
     return summary
 
 
-def evaluate(cfg, types, all_scores, kinds, detector, vae_saw_validation):
-    """metrics.json's numbers: the counts at the threshold overall and per type (the normal digits against each
-    type), the best F1 in hindsight, and every score's AUROC per type."""
-    scores, labels = all_scores[cfg.anomaly_score], kinds != "normal"
-    normal, threshold = ~labels, detector.threshold
-    per_type = {kind: {**confusion(scores[normal | (kinds == kind)], labels[normal | (kinds == kind)], threshold),
+def false_positive_rate(fp, num_normal, percentile):
+    """The share of normal digits flagged against the promise of the --percentile, (100 - it)%: the 95% interval a
+    count of ``num_normal`` Binomial draws at that rate falls in, and whether it does."""
+    promised = (100 - percentile) / 100
+    low, high = binomial_interval(num_normal, promised)
+    return {"observed": fp / num_normal, "promised": promised, "interval": [low / num_normal, high / num_normal],
+            "num_normal": num_normal, "inside": low <= fp <= high}
+
+
+def judge(scores, kinds, types, threshold):
+    """The counts at ``threshold`` over the whole mix, and per type (the normal digits against that type)."""
+    labels = kinds != "normal"
+    per_type = {kind: {**confusion(scores[~labels | (kinds == kind)], labels[~labels | (kinds == kind)], threshold),
                        "group": group_of(kind)} for kind in types}
-    overall = confusion(scores, labels, threshold)
+    return confusion(scores, labels, threshold), per_type
+
+
+def evaluate(cfg, types, all_scores, kinds, detector, vae_saw_validation):
+    """metrics.json's numbers: for each of DETECTORS (and --anomaly-score) its counts at its threshold overall, its
+    false-positive rate against the promise, its recall and AUROC per type; for --anomaly-score the counts per type
+    and the best F1 in hindsight; every score's AUROC per type."""
+    scores, labels = all_scores[cfg.anomaly_score], kinds != "normal"
+    normal, num_normal = ~labels, int((~labels).sum())
+    overall, per_type = judge(scores, kinds, types, detector.threshold)
+    detectors = {}
+    for name in dict.fromkeys([*DETECTORS, cfg.anomaly_score]):
+        name_overall, name_per_type = judge(all_scores[name], kinds, types, detector.thresholds[name])
+        detectors[name] = {
+            "uses": DETECTORS.get(name, "see docs/vae_anomaly_detection.md"), **name_overall,
+            "false_positive_rate": false_positive_rate(name_overall["fp"], num_normal, cfg.percentile),
+            "val_false_positive_rate": float((detector.validation_scores[name] > detector.thresholds[name]).mean()),
+            "recall_by_type": {kind: row["recall"] for kind, row in name_per_type.items()},
+            "groups": summarise_groups({kind: row["auroc"] for kind, row in name_per_type.items()})}
     # Every score's AUROC per type on every run: the numbers behind the choice of the default score.
     auroc_by_score = {name: {kind: float(roc_auc_score(labels[normal | (kinds == kind)],
                                                        values[normal | (kinds == kind)])) for kind in types}
                       for name, values in all_scores.items()}
     return {
-        "anomaly_score": cfg.anomaly_score, "percentile": cfg.percentile, "threshold": threshold,
-        "benchmark": cfg.benchmark, "vae_saw_validation": vae_saw_validation,
-        "val_false_positive_rate": float((detector.validation_scores[cfg.anomaly_score] > threshold).mean()),
-        "test_false_positive_rate": overall["fp"] / int(normal.sum()),
-        "num_normal": int(normal.sum()), "num_per_anomaly_type": int((kinds == types[0]).sum()),
+        "anomaly_score": cfg.anomaly_score, "percentile": cfg.percentile, "threshold": detector.threshold,
+        "evaluate_on": cfg.evaluate_on, "benchmark": cfg.benchmark, "vae_saw_validation": vae_saw_validation,
+        "val_false_positive_rate": detectors[cfg.anomaly_score]["val_false_positive_rate"],
+        "false_positive_rate": detectors[cfg.anomaly_score]["false_positive_rate"],
+        "num_normal": num_normal, "num_per_anomaly_type": int((kinds == types[0]).sum()),
+        "detectors": detectors,
         "groups": summarise_groups({kind: row["auroc"] for kind, row in per_type.items()}),
         "overall": overall, "per_type": per_type,
         "best_f1": confusion(scores, labels, best_f1_threshold(scores, labels)),
         "auroc_by_score": auroc_by_score,
         "groups_by_score": {name: summarise_groups(aurocs) for name, aurocs in auroc_by_score.items()},
-        "corruptions": {kind: describe(kind) for kind in types},
+        "corruptions": {kind: "Fashion-MNIST training images" if kind == "fashion_mnist" and
+                        cfg.evaluate_on == "development" else describe(kind) for kind in types},
     }
 
 
 # ----- figures -----
 
-def plot_histograms(path, scores, kinds, metrics):
-    """Normal digits against each anomaly type, one panel per type, the development types first. The axis is linear
-    near 0 and logarithmic beyond (arcsinh spacing): scores like ``combined`` can be negative, and the anomalies'
-    span orders of magnitude."""
-    per_type, threshold, score_name = metrics["per_type"], metrics["threshold"], metrics["anomaly_score"]
-    types = sorted(per_type, key=lambda kind: group_of(kind) == "held_out")
-    bins = np.sinh(np.linspace(np.arcsinh(scores.min()), np.arcsinh(scores.max() * 1.01), 80))
+def normal_digits(metrics):
+    return "normal test digits" if metrics["evaluate_on"] == "test" else "normal validation digits"
+
+
+COLOURS = ("tab:blue", "tab:red")  # normal digits, anomalies
+
+
+def log_bins(scores, threshold):
+    """80 bins, linear near 0 and logarithmic beyond (arcsinh spacing): scores like ``combined`` can be negative, and
+    the anomalies' span orders of magnitude. They end at a thousand times the threshold at most: the negative ELBO of
+    some anomalies runs to 10^20 nats, which would squeeze every other score into one bin."""
+    top = min(scores.max(), 1000 * abs(threshold))
+    return np.sinh(np.linspace(np.arcsinh(scores.min()), np.arcsinh(top + 0.01 * abs(top)), 80))
+
+
+def histogram_pair(axes, normal, anomalous, bins, threshold):
+    """Normal against anomalous scores, each group's share of images per bin (densities would shrink the wide bins of
+    the log axis to nothing), filled see-through and outlined, so that where the two overlap both stay visible.
+    Scores beyond the last bin are counted in it."""
+    for chosen, colour in zip([normal, anomalous], COLOURS):
+        axes.hist(np.clip(chosen, bins[0], bins[-1]), bins, weights=np.full(len(chosen), 1 / len(chosen)),
+                  histtype="stepfilled", facecolor=to_rgba(colour, 0.35), edgecolor=colour, linewidth=1)
+    axes.axvline(threshold, color="black", linestyle="--", linewidth=1)
+    axes.set_xscale("symlog", linthresh=1)
+    axes.set_xlim(bins[0], bins[-1])
+
+
+def axis_label(score_name):
+    if score_name in ("reconstruction", "elbo"):
+        return f"{score_name}: -log p in nats (log scale)"
+    if score_name in anomaly_scores.COMBINATIONS:
+        return f"{score_name}: 1 = the validation digits' 99th percentile (log scale beyond +-1)"
+    return f"{score_name} score (log scale beyond +-1)"
+
+
+# Each detector's panel title in detectors.png: what it is, and what it uses.
+PANEL_TITLES = {"reconstruction": "reconstruction error (the assignment's): uses the VAE only",
+                "elbo": "negative ELBO: uses the VAE only",
+                "likelihood": "likelihood = reconstruction + grey-level model: the VAE, no hand-made feature",
+                "combined": "combined = likelihood + geometry, which uses no VAE"}
+
+
+def plot_detectors(path, all_scores, kinds, metrics):
+    """The DETECTORS side by side: each one's scores of the normal digits against all anomalies pooled, its threshold
+    and what the threshold decides (TP, FP, FN, recall), the assignment's reconstruction error first."""
+    detectors = metrics["detectors"]
+    columns = 2
+    rows = -(-len(detectors) // columns)
+    figure, all_axes = plt.subplots(rows, columns, figsize=(6 * columns, 4 * rows + 0.8), squeeze=False,
+                                    layout="constrained")
+    for axes in all_axes.flat[len(detectors):]:
+        axes.remove()
+    normal = kinds == "normal"
+    for axes, (name, row) in zip(all_axes.flat, detectors.items()):
+        scores = all_scores[name]
+        histogram_pair(axes, scores[normal], scores[~normal], log_bins(scores, row["threshold"]), row["threshold"])
+        default = " (the default)" if name == metrics["anomaly_score"] else ""
+        # What the threshold decides goes in the title: inside the axes a box would cover some type's peak.
+        axes.set_title(f"{PANEL_TITLES.get(name, name)}{default}\nthreshold {row['threshold']:.3g}: TP {row['tp']}, "
+                       f"FN {row['fn']} (recall {row['recall']:.3f}); FP {row['fp']} of {row['fp'] + row['tn']} "
+                       f"({row['false_positive_rate']['observed']:.2%}); AUROC {row['auroc']:.4f}", fontsize=9)
+        beyond = "; the last bin holds all beyond" if scores.max() > axes.get_xlim()[1] else ""
+        axes.set_xlabel(axis_label(name) + beyond, fontsize=9)
+        axes.set_ylabel("share of images per bin", fontsize=9)
+        axes.tick_params(labelsize=8)
+    handles = [Patch(facecolor=to_rgba(colour, 0.35), edgecolor=colour) for colour in COLOURS] + \
+        [Line2D([], [], color="black", linestyle="--")]
+    figure.legend(handles, [normal_digits(metrics), "anomalies, every type",
+                            f"threshold: {metrics['percentile']:g}th percentile of the validation digits"],
+                  loc="outside upper center", ncol=3, frameon=False, title_fontsize="large",
+                  title="The detectors side by side: the VAE's reconstruction error, then what each addition buys")
+    plots.save_figure(figure, path)
+
+
+def plot_histograms(path, scores, kinds, metrics, score_name):
+    """One score's histograms: normal digits against each anomaly type, one panel per type, the development types
+    first, each panel's title with its recall at the threshold and its AUROC."""
+    row = metrics["detectors"][score_name]
+    threshold, recall, auroc = row["threshold"], row["recall_by_type"], metrics["auroc_by_score"][score_name]
+    types = sorted(recall, key=lambda kind: group_of(kind) == "held_out")
+    bins = log_bins(scores, threshold)
     rows = -(-len(types) // 4)
     # Constrained layout leaves room for the title, the shared legend and the axis labels around the panels.
-    figure, all_axes = plt.subplots(rows, 4, figsize=(16, 2.6 * rows + 1.2), sharex=True, squeeze=False,
+    figure, all_axes = plt.subplots(rows, 4, figsize=(16, 2.9 * rows + 1.2), sharex=True, squeeze=False,
                                     layout="constrained")
     for axes in all_axes.flat[len(types):]:
         axes.remove()
-    colours = ("tab:blue", "tab:red")  # normal digits, the panel's anomalies
     for axes, kind in zip(all_axes.flat, types):
-        for chosen, colour in zip([scores[kinds == "normal"], scores[kinds == kind]], colours):
-            # Each group's share of images per bin (densities would shrink the wide bins of the log axis to nothing),
-            # filled see-through and outlined, so that where the two overlap both stay visible.
-            axes.hist(chosen, bins, weights=np.full(len(chosen), 1 / len(chosen)), histtype="stepfilled",
-                      facecolor=to_rgba(colour, 0.35), edgecolor=colour, linewidth=1)
-        axes.axvline(threshold, color="black", linestyle="--", linewidth=1)
-        axes.set_xscale("symlog", linthresh=1)
-        axes.set_title(f"{kind.replace('_', ' ')} ({group_of(kind).replace('_', '-')}): AUROC "
-                       f"{per_type[kind]['auroc']:.4f}", fontsize=10)
+        histogram_pair(axes, scores[kinds == "normal"], scores[kinds == kind], bins, threshold)
+        axes.set_title(f"{kind.replace('_', ' ')} ({group_of(kind).replace('_', '-')})\nrecall {recall[kind]:.3f} "
+                       f"at the threshold, AUROC {auroc[kind]:.4f}", fontsize=10)
         axes.tick_params(labelbottom=True, labelsize=8)
     # One legend for every panel, above them, under the figure's title: inside the panels it would cover the bars.
-    handles = [Patch(facecolor=to_rgba(colour, 0.35), edgecolor=colour) for colour in colours] + \
+    handles = [Patch(facecolor=to_rgba(colour, 0.35), edgecolor=colour) for colour in COLOURS] + \
         [Line2D([], [], color="black", linestyle="--")]
-    figure.legend(handles, ["normal test digits", "the panel's anomaly type", f"threshold {threshold:.3g}"],
+    figure.legend(handles, [normal_digits(metrics), "the panel's anomaly type", f"threshold {threshold:.3g}"],
                   loc="outside upper center", ncol=3, frameon=False, title_fontsize="large",
-                  title=f"Anomaly scores ({score_name}) of normal MNIST test digits against each anomaly type")
-    figure.supxlabel(f"{score_name} score (log scale beyond +-1)")
+                  title=f"Anomaly scores ({score_name}) of {normal_digits(metrics)} against each anomaly type")
+    figure.supxlabel(axis_label(score_name))
     figure.supylabel("share of images per bin")
     plots.save_figure(figure, path)
 
@@ -232,12 +353,12 @@ def plot_roc(path, scores, kinds, metrics):
             # tab10's ten distinct colours solid, then again dashed: no two curves alike.
             axes.plot(fpr, tpr, color=plt.cm.tab10(index % 10), linestyle=("-", "--", ":")[index // 10 % 3],
                       linewidth=1.5, label=f"{kind.replace('_', ' ')} (AUROC {per_type[kind]['auroc']:.4f})")
-        if metrics["test_false_positive_rate"]:  # where the detector works: what the threshold flags
-            axes.axvline(metrics["test_false_positive_rate"], color="black", linestyle="--", linewidth=0.8,
+        if metrics["false_positive_rate"]["observed"]:  # where the detector works: what the threshold flags
+            axes.axvline(metrics["false_positive_rate"]["observed"], color="black", linestyle="--", linewidth=0.8,
                          label="the threshold")
         # A log x-axis: at AUROCs near 1 everything that differs happens at false-positive rates below 10%.
         axes.set(xscale="log", xlim=(1 / normal.sum(), 1), ylim=(0, 1.01),
-                 xlabel="false-positive rate (normal test digits flagged, log scale)",
+                 xlabel=f"false-positive rate ({normal_digits(metrics)} flagged, log scale)",
                  ylabel="true-positive rate (anomalies flagged)",
                  title=f"{group.replace('_', '-')} types ({score_name})")
         axes.grid(alpha=0.3)
@@ -294,7 +415,7 @@ def score_user_images(cfg, detector, ids, images, out):
     files.atomic_write(out / "scores.csv", write)
     flagged = int((scores > detector.threshold).sum())
     print(f"{flagged} of {len(ids)} images above the threshold {detector.threshold:.3g} ({cfg.anomaly_score}, "
-          f"{cfg.percentile}th percentile of {vae.VALIDATION_SIZE} normal validation digits)\nwrote {out}/scores.csv")
+          f"{cfg.percentile}th percentile of {vae.VALIDATION_SIZE:,} normal validation digits)\nwrote {out}/scores.csv")
     return {"threshold": detector.threshold, "num_images": len(ids), "num_anomalies": flagged}
 
 
@@ -339,6 +460,23 @@ def one_class_benchmark(cfg, device, out, log=print):
 # ----- main -----
 
 def print_report(metrics):
+    normal = normal_digits(metrics)
+    print(f"detectors at the {metrics['percentile']:g}th percentile of {vae.VALIDATION_SIZE:,} normal validation "
+          f"digits; FP rate: of the {metrics['num_normal']:,} {normal}, with the 95% interval of its promise")
+    header = ("detector", "threshold", "TP", "FP", "TN", "FN", "precision", "recall", "AUROC", "FP rate", "interval")
+    print(f"{header[0]:16s}" + "".join(f"{name:>10s}" for name in header[1:]) + "   uses")
+    for name, row in metrics["detectors"].items():
+        rate = row["false_positive_rate"]
+        print(f"{name:16s}{row['threshold']:10.3g}{row['tp']:10d}{row['fp']:10d}{row['tn']:10d}{row['fn']:10d}"
+              f"{row['precision']:10.4f}{row['recall']:10.4f}{row['auroc']:10.4f}{rate['observed']:10.2%}"
+              f"{rate['interval'][0]:6.2%}-{rate['interval'][1]:.2%}   {row['uses']}")
+    print(f"\nrecall at the threshold per type, by detector:\n{'type':16s}{'group':>12s}" +
+          "".join(f"{name:>16s}" for name in metrics["detectors"]))
+    for kind in metrics["per_type"]:
+        print(f"{kind:16s}{group_of(kind):>12s}" +
+              "".join(f"{row['recall_by_type'][kind]:16.3f}" for row in metrics["detectors"].values()))
+
+    print(f"\n{metrics['anomaly_score']}, per type:")
     header = ("type", "group", "threshold", "TP", "FP", "TN", "FN", "precision", "recall", "F1", "AUROC", "AUPRC")
     print(f"{header[0]:16s}{header[1]:>12s}" + "".join(f"{name:>10s}" for name in header[2:]))
     for name, row in [*metrics["per_type"].items(), ("overall", metrics["overall"])]:
@@ -351,11 +489,11 @@ def print_report(metrics):
     for name, summary in metrics["groups_by_score"].items():
         print(f"{name:16s}" + "".join(f"{summary[group]['mean_auroc']:12.4f} ({summary[group]['min_auroc']:.4f})"
                                       for group in groups))
-    best, overall = metrics["best_f1"], metrics["overall"]
-    print(f"\nthreshold {metrics['threshold']:.3g} = {metrics['percentile']}th percentile of {vae.VALIDATION_SIZE} "
-          f"normal validation digits ({metrics['anomaly_score']}): {metrics['test_false_positive_rate']:.2%} of "
-          f"normal test digits flagged, F1 {overall['f1']:.4f}; the best F1 in hindsight, {best['f1']:.4f}, is at "
-          f"{best['threshold']:.3g}")
+    best, overall, rate = metrics["best_f1"], metrics["overall"], metrics["false_positive_rate"]
+    print(f"\nthreshold {metrics['threshold']:.3g} = {metrics['percentile']}th percentile of {vae.VALIDATION_SIZE:,} "
+          f"normal validation digits ({metrics['anomaly_score']}): {rate['observed']:.2%} of {normal} flagged "
+          f"(95% interval of {rate['promised']:.0%}: {rate['interval'][0]:.2%} to {rate['interval'][1]:.2%}), F1 "
+          f"{overall['f1']:.4f}; the best F1 in hindsight, {best['f1']:.4f}, is at {best['threshold']:.3g}")
     for group, summary in groups.items():
         print(f"{group}: mean AUROC {summary['mean_auroc']:.4f} over {summary['types']} types, lowest "
               f"{summary['min_auroc']:.4f} ({summary['weakest']})")
@@ -380,7 +518,7 @@ def main(argv=None):
 
     timer = progress.Timer(device)
     vae_saw_validation = vae.saw_validation_split(checkpoint)
-    # (1) The threshold, from normal validation digits only.
+    # (1) The thresholds, from normal validation digits only.
     detector = calibrate(cfg, model, device)
     if user_images:
         ids, images = user_images
@@ -393,12 +531,17 @@ def main(argv=None):
         all_scores = detector.scores(images)
     # (3) Count what the threshold flags, per type and overall.
     metrics = evaluate(cfg, types, all_scores, kinds, detector, vae_saw_validation)
-    # (4) The figures.
+    # (4) The figures: the detectors side by side, the assignment's reconstruction error per type, the chosen score's.
     scores = all_scores[cfg.anomaly_score]
-    plot_histograms(out / "histograms.png", scores, kinds, metrics)
+    plot_detectors(out / "detectors.png", all_scores, kinds, metrics)
+    plot_histograms(out / "histograms_reconstruction.png", all_scores["reconstruction"], kinds, metrics,
+                    "reconstruction")
+    plot_histograms(out / "histograms.png", scores, kinds, metrics, cfg.anomaly_score)
     plot_roc(out / "roc.png", scores, kinds, metrics)
     if not cfg.benchmark:
-        weakest = (metrics["groups"].get("held_out") or metrics["groups"]["development"])["weakest"]
+        # The type whose images pass the threshold most often, held-out if any: what a user would miss.
+        pool = [kind for kind in types if group_of(kind) == "held_out"] or list(types)
+        weakest = min(pool, key=lambda kind: metrics["per_type"][kind]["recall"])
         plot_gallery(out / "gallery.png", model, detector.grey_levels, images, scores, kinds, detector.threshold,
                      weakest)
     metrics["seconds"] = timer.elapsed()

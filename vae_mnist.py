@@ -33,8 +33,8 @@ SETTINGS = {
     "architecture": ("conv", "conv | mlp: the convolutional VAE (lower loss per epoch), or a one-hidden-layer MLP "
                              "(several times cheaper per epoch: the fastest to a modest loss on a CPU)",
                      ("conv", "mlp"), cli.FIXED),
-    "epochs": (9, "passes over the training split (the validation digits are held out); 0: evaluate and sample the "
-                  "saved checkpoint, no training", cli.FIXED),
+    "epochs": (9, "passes over the 50,000 training images (10,000 random ones are held out); 0: evaluate and "
+                  "sample the saved checkpoint, no training", cli.FIXED),
     "batch_size": (64, "images per Adam step", "[1, inf)", cli.FIXED),
     "lr": (3e-3, "peak Adam learning rate: linear warm-up over the first tenth of training, cosine decay to 0",
            "(0, inf)"),

@@ -6,6 +6,7 @@ with MNIST's grey levels in [0, 1] as the Bernoulli targets, as in pytorch/examp
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -13,9 +14,14 @@ from torch import nn
 from common import checkpoints, cli, data, distributed, progress
 from common.cli import UserError
 
-# The last 5,000 of MNIST's 60,000 training images are never trained on: vae_anomaly_detection.py calibrates its
-# threshold on them, which needs normal digits the VAE has not seen, while the test set stays for evaluation.
-VALIDATION_SIZE = 5000
+# 10,000 of MNIST's 60,000 training images, drawn at random once and for all (split_indices), are never trained on:
+# vae_anomaly_detection.py sets its threshold and makes its choices on them, which needs normal digits the VAE has not
+# seen, while the test set stays for reported numbers only. As many as the test set, so that the development mix
+# mirrors the test mix; and a size of its own, so that a checkpoint's train_examples (50,000 at most) tells a VAE of
+# this split from one of the earlier split, which held out the file's last 5,000 and trained on 55,000.
+VALIDATION_SIZE = 10_000
+SPLIT_SEED = 0  # the split's seed, fixed: every script and every --seed gets the same split
+MNIST_TRAINING_IMAGES = 60_000
 
 class VAE(nn.Module):
     """What every VAE here shares: ``encoder`` maps images to (mu, logvar), ``decoder`` maps z to pixel logits."""
@@ -235,30 +241,48 @@ def active_units(model, images, threshold=0.01, batch_size=1000):
     return int((means.var(dim=0) > threshold).sum())
 
 
+def split_indices():
+    """(training, validation): the indices into MNIST's training file of the VAE's training images and of the
+    held-out validation digits, each sorted, disjoint, together all 60,000.
+
+    A random split, not the file's last images: the file's order is not random, and its tail is not like its whole.
+    A pure function of SPLIT_SEED, drawn by numpy's legacy generator, whose stream numpy keeps fixed across versions,
+    so every script, machine and version gets the same split.
+    """
+    order = np.random.RandomState(SPLIT_SEED).permutation(MNIST_TRAINING_IMAGES)
+    return np.sort(order[VALIDATION_SIZE:]), np.sort(order[:VALIDATION_SIZE])
+
+
 def load_training_split(data_dir, device, limit=0):
-    """MNIST's training images without the validation split, and their labels: the first 55,000 (or ``limit``),
-    uint8 on ``device``."""
+    """MNIST's training images without the validation digits, and their labels: 50,000 in the file's order (or its
+    first ``limit``), uint8 on ``device``."""
     images, labels = data.load_mnist(data_dir, train=True, device=device)
-    images, labels = images[:-VALIDATION_SIZE], labels[:-VALIDATION_SIZE]
-    return (images[:limit], labels[:limit]) if limit else (images, labels)
+    training, _ = split_indices()
+    if limit:
+        training = training[:limit]
+    training = torch.as_tensor(training, device=images.device)
+    return images[training], labels[training]
 
 
 def load_validation_split(data_dir, device):
-    """The held-out normal digits: the last 5,000 training images and their labels."""
+    """The held-out normal digits: the VALIDATION_SIZE training images of split_indices, and their labels."""
     images, labels = data.load_mnist(data_dir, train=True, device=device)
-    return images[-VALIDATION_SIZE:], labels[-VALIDATION_SIZE:]
+    _, validation = split_indices()
+    validation = torch.as_tensor(validation, device=images.device)
+    return images[validation], labels[validation]
 
 
 def saw_validation_split(checkpoint, log=print):
-    """Whether the checkpoint's VAE was trained on the validation digits, with a warning if so: then they score lower
-    than unseen digits do, and a percentile of their scores is too low a threshold (more false positives than the
-    percentile promises)."""
+    """Whether the checkpoint's VAE may have been trained on validation digits, with a warning if so: then they score
+    lower than unseen digits do, and a percentile of their scores is too low a threshold (more false positives than
+    the percentile promises). A VAE of this split trained on 50,000 images at most; one of the earlier split (the
+    file's last 5,000 held out) on 55,000, most of this split's validation digits among them."""
     train_examples = checkpoint.get("train_examples")
-    if train_examples is not None and train_examples <= 60_000 - VALIDATION_SIZE:
+    if train_examples is not None and train_examples <= MNIST_TRAINING_IMAGES - VALIDATION_SIZE:
         return False
-    log(f"warning: this VAE was trained on {train_examples or 'all 60,000'} MNIST training images, the "
-        f"{VALIDATION_SIZE:,} validation digits among them, so the threshold comes out too low; retrain it "
-        f"with vae_mnist.py, which holds them out")
+    log(f"warning: this VAE was trained on {train_examples or 'all 60,000'} MNIST training images, more than the "
+        f"{MNIST_TRAINING_IMAGES - VALIDATION_SIZE:,} outside the validation split, so it saw validation digits "
+        f"and the threshold comes out too low; retrain it with vae_mnist.py, which holds them out")
     return True
 
 

@@ -97,7 +97,7 @@ def test_the_report_holds_every_figure_number_and_stage_time(tiny_run):
     embedded = re.findall(r'<img src="data:image/png;base64,([^"]+)"', page)
     assert not re.search(r'src="(?!data:)', page)  # nothing the page would load from elsewhere: it opens offline
     figures = [f"{name}/{file}" for name, listed in report.FIGURES.items() for file, _ in listed]
-    assert len(embedded) == len(figures) == 19
+    assert len(embedded) == len(figures) == 21
     for path, encoded in zip(figures, embedded):
         image = (root / path).read_bytes()
         assert len(image) > 5_000 and base64.b64decode(encoded) == image, path
@@ -106,6 +106,7 @@ def test_the_report_holds_every_figure_number_and_stage_time(tiny_run):
         assert f"gan_mnist/{name}" in figures and f"dcgan_cifar10/{name}" in figures
     assert {"dcgan_cifar10/real_vs_generated.png", "latent_interpolation/grid.png", "vae_mnist/elbo.png",
             "vae_mnist/kl.png", "vae_anomaly_detection/histograms.png",
+            "vae_anomaly_detection/histograms_reconstruction.png", "vae_anomaly_detection/detectors.png",
             "vae_latent_space_visualization/tsne.png"} <= set(figures)
 
     vae, anomaly, tsne = (metrics[name] for name in ("vae_mnist", "vae_anomaly_detection",
