@@ -41,9 +41,10 @@ from common import (checkpoints, classifier, cli, data, dcgan, devices, distribu
                     run_folder, seeds, weight_average)
 
 SETTINGS = {
-    # Shared with the other scripts (common/cli.py, classifier.py, fid.py, weight_average.py): --data-dir, --out-dir, --device auto,
-    # --seed 0, --overwrite, --limit 0, --resume, --num-samples 0, --tensorboard,
-    # --classifier outputs/classifiers/cifar10.pt, --fid none, --fid-samples 50000, --inception-weights, --ema-rampup 0.05.
+    # Shared with the other scripts (common/cli.py, classifier.py, fid.py, weight_average.py): --data-dir,
+    # --out-dir, --device auto, --seed 0, --overwrite, --limit 0, --resume, --num-samples 0, --tensorboard,
+    # --classifier outputs/classifiers/cifar10.pt, --fid none, --fid-samples 10000, --fid-reference test,
+    # --inception-weights, --ema-burn-in 1, --ema-rampup 0.05.
     # cli.FIXED marks a setting that --resume must keep: it shapes the networks, the data or its order, the loss or
     # the optimizers' betas (--seed and --limit are fixed too, and --data-dir for a folder).
     **cli.TRAINING_SETTINGS,
@@ -226,9 +227,7 @@ def main(argv=None):
                                          start=(epoch - 1) * steps_per_epoch):
                 steps.append(train_step(generator, discriminator, optimizer_g, optimizer_d, train_images[index], cfg,
                                         autocast, memory_format))
-                beta = weight_average.decay((step + 1) * cfg.batch_size, cfg.batch_size, cfg.ema_half_life,
-                                            cfg.ema_rampup)
-                weight_average.update(average, generator, beta)
+                weight_average.update(average, generator, weight_average.decay(step, cfg, len(train_images)))
             gan.record_epoch(history, steps, epoch, checkpoint_path, timer, generator, discriminator)
             if not distributed.is_main():
                 continue

@@ -29,9 +29,10 @@ from common import (checkpoints, classifier, cli, data, devices, distributed, fi
                     run_folder, seeds, weight_average)
 
 SETTINGS = {
-    # Shared with the other scripts (common/cli.py, classifier.py, fid.py, weight_average.py): --data-dir, --out-dir, --device auto,
-    # --seed 0, --overwrite, --limit 0, --resume, --num-samples 0, --tensorboard,
-    # --classifier outputs/classifiers/mnist.pt, --fid none, --fid-samples 50000, --inception-weights, --ema-rampup 0.05.
+    # Shared with the other scripts (common/cli.py, classifier.py, fid.py, weight_average.py): --data-dir,
+    # --out-dir, --device auto, --seed 0, --overwrite, --limit 0, --resume, --num-samples 0, --tensorboard,
+    # --classifier outputs/classifiers/mnist.pt, --fid none, --fid-samples 10000, --fid-reference test,
+    # --inception-weights, --ema-burn-in 1, --ema-rampup 0.05.
     # cli.FIXED marks a setting that --resume must keep: it shapes the networks, the data or its order, or the
     # optimizers' betas (--seed and --limit are fixed too).
     **cli.TRAINING_SETTINGS,
@@ -154,9 +155,7 @@ def main(argv=None):
             for step, index in enumerate(gan.batches(train_images, cfg, epoch, device),
                                          start=(epoch - 1) * steps_per_epoch):
                 steps.append(train_step(generator, discriminator, optimizer_g, optimizer_d, train_images[index], cfg))
-                beta = weight_average.decay((step + 1) * cfg.batch_size, cfg.batch_size, cfg.ema_half_life,
-                                            cfg.ema_rampup)
-                weight_average.update(average, generator, beta)
+                weight_average.update(average, generator, weight_average.decay(step, cfg, len(train_images)))
             gan.record_epoch(history, steps, epoch, checkpoint_path, timer, generator, discriminator)
             if not distributed.is_main():
                 continue

@@ -79,8 +79,9 @@ def checkpoint_path(cfg, out):
                             f"--checkpoint PATH")
     if not MNIST_CHECKPOINT.exists():
         print(f"no GAN at {MNIST_CHECKPOINT}: training one with gan_mnist.py's defaults first", flush=True)
+        data_dir = ["--data-dir", cfg.data_dir] if cfg.data_dir else []
         cli.run_script("gan_mnist.py", "--out-dir", MNIST_CHECKPOINT.parent, "--device", cfg.device, "--seed",
-                       cfg.seed, "--classifier", cfg.classifier, *(["--data-dir", cfg.data_dir] if cfg.data_dir else []))
+                       cfg.seed, "--classifier", cfg.classifier, *data_dir)
     return MNIST_CHECKPOINT
 
 

@@ -506,7 +506,7 @@ def main(argv=None):
     types = parse_corruptions(cfg.corruptions)
     user_images = data.load_user_images(cfg.score) if cfg.score else None  # bad input stops here, before any work
     device = devices.pick_device(cfg.device)
-    out = run_folder.open_run(__file__, cfg, device)  # the folder checked and claimed; nothing is written before the checks
+    out = run_folder.open_run(__file__, cfg, device)  # checked and claimed; nothing written before the checks
     if not cfg.normal_digit:
         model, checkpoint = vae.load_or_train_vae(cfg.vae_checkpoint, cfg.data_dir, device, cfg.seed)
     generator = seeds.seed_everything(cfg.seed)

@@ -37,7 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import dcgan_cifar10  # noqa: E402
 import dcgan_speed  # noqa: E402  (bench/, beside this file)
 import gpu_defaults_and_fid  # noqa: E402
-from common import batches, classifier, cli, data, devices, fid, files, gan, plots, progress, seeds, weight_average  # noqa: E402
+from common import (batches, classifier, cli, data, devices, fid, files, gan, plots, progress, seeds,  # noqa: E402
+                    weight_average)
 
 SETTINGS = {
     **cli.BASE_SETTINGS,
@@ -91,12 +92,11 @@ def default_recipe(overrides, seed, images, device):
     order = itertools.chain.from_iterable(
         batches.shuffled_batches(len(images), cfg.batch_size, seeds.seed_epoch(seed, epoch), device)
         for epoch in itertools.count(1))
-    steps = itertools.count(1)
+    steps = itertools.count()
 
     def step():
         dcgan_cifar10.train_step(*networks, images[next(order)], cfg, autocast, memory_format)
-        beta = weight_average.decay(next(steps) * cfg.batch_size, cfg.batch_size, cfg.ema_half_life, cfg.ema_rampup)
-        weight_average.update(average, generator, beta)
+        weight_average.update(average, generator, weight_average.decay(next(steps), cfg, len(images)))
 
     def sample(count, seed):
         weight_average.reestimate_batch_norm(average, device)

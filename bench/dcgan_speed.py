@@ -12,7 +12,6 @@ average included.
     python bench/dcgan_speed.py --device cuda
 """
 import copy
-import math
 import statistics
 import sys
 from pathlib import Path
@@ -94,7 +93,7 @@ def our_step_function(overrides, images, batch_size, device):
     generator.to(memory_format=memory_format)
     discriminator.to(memory_format=memory_format)
     average = copy.deepcopy(generator)
-    beta = weight_average.decay(math.inf, batch_size, cfg.ema_half_life, cfg.ema_rampup)  # past the ramp-up
+    beta = 0.5 ** (batch_size / cfg.ema_half_life)  # past the burn-in and the ramp-up
 
     def step():
         batch = images[torch.randint(len(images), (batch_size,), device=device)]

@@ -115,6 +115,9 @@ def _train(model, train, test, path, epochs, batch_size, lr, seed):
     same weights (deterministic algorithms while it trains)."""
     device = next(model.parameters()).device
     seeds.seed_everything(seed)
+    for module in model.modules():  # the initial weights are the seed's too, whatever was drawn before
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
     images, labels = train
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     steps_per_epoch = -(-len(images) // batch_size)

@@ -1,12 +1,14 @@
 """The exponential moving average of G's weights that every GAN sample is drawn from.
 
 An average of a generator's recent weights draws cleaner samples than the generator itself, whose weights jitter
-from step to step (Yazici et al. 2019). Its half-life is counted in images and grows with the images seen, as in
-StyleGAN2-ADA (Karras et al. 2020, ``ema_kimg`` and ``ema_rampup``): after n images it is min(half_life, rampup * n),
-and a step of B images moves the average by 1 - beta toward G, beta = 0.5 ** (B / half-life). Early in training
-the average spans only the last few percent of the images seen, so it follows a generator that changes fast and is
-worth sampling from the first epoch on; later it spans ``half_life`` images. The random initial weights never
-linger in it, as they would under a fixed decay (0.999 ** 938 = 39% of them after an MNIST epoch).
+from step to step (Yazici et al. 2019). Averaging starts after a burn-in, as tail (Polyak-Ruppert) averaging does:
+in its first epoch a GAN's generator changes so fast that even an average of its last few steps draws worse samples
+than the generator itself (BENCHMARKS.md), so through the burn-in's epochs the average is G itself. From
+then on its half-life is counted in images and grows with the images seen since, as in StyleGAN2-ADA (Karras et al.
+2020, ``ema_kimg`` and ``ema_rampup``): after n of them it is min(half_life, rampup * n), and a step of B images moves
+the average by 1 - beta toward G, beta = 0.5 ** (B / half-life). So the average first spans only the last few percent
+of training and follows a generator that still changes fast; later it spans ``half_life`` images. The random initial
+weights never linger in it, as they would under a fixed decay (0.999 ** 938 = 39% of them after an MNIST epoch).
 
 Batch norm's running statistics cannot be averaged with the weights: those copied from G belong to G's weights and
 blur the average's samples. ``reestimate_batch_norm`` measures the average's own from its outputs, BigGAN's
@@ -18,16 +20,19 @@ from torch.optim.swa_utils import update_bn
 from common import cli
 
 SETTINGS = {  # the flags of both GAN scripts; each sets its own --ema-half-life
+    "ema_burn_in": (1, "epochs before the average starts: until then it is G itself", "[0, inf)", cli.FIXED),
     "ema_rampup": (0.05, "the average's half-life is at most this share of the images seen so far (StyleGAN2-ADA's "
                          "ramp-up); 0: the full half-life from the first step", "[0, 1]", cli.FIXED),
 }
 
 
-def decay(images_seen, batch_images, half_life, rampup):
-    """beta of the step that brings the images seen to ``images_seen``, ``batch_images`` of them in this step.
-    A half-life of 0 makes the average a copy of G."""
-    span = min(half_life, rampup * images_seen) if rampup else half_life
-    return 0.5 ** (batch_images / span) if span > 0 else 0.0
+def decay(step, cfg, epoch_images):
+    """beta of training step ``step`` (0, 1, ...; cfg.batch_size images each, ``epoch_images`` an epoch) under the
+    settings ema_half_life (images), ema_rampup and ema_burn_in (epochs) of ``cfg``: 0, the average being G itself,
+    through the burn-in and for a half-life of 0."""
+    averaged = (step + 1) * cfg.batch_size - cfg.ema_burn_in * epoch_images  # images seen since the burn-in
+    span = min(cfg.ema_half_life, cfg.ema_rampup * averaged) if cfg.ema_rampup else cfg.ema_half_life
+    return 0.5 ** (cfg.batch_size / span) if averaged > 0 and span > 0 else 0.0
 
 
 @torch.no_grad()

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from common import batches, checkpoints, cli, data, devices, files, vae
+from common import batches, checkpoints, classifier, cli, data, devices, files, vae
 from tests.conftest import REPO
 
 
@@ -96,7 +96,8 @@ def test_fixed_on_resume_is_what_each_script_marks():
         "batch_size", "limit", "latent_dim", "base_channels", "spectral_norm", "loss", "beta1", "ema_half_life",
         "ema_rampup", "seed", "dataset", "image_size"}
     assert set(cli.fixed_on_resume(vae_mnist.SETTINGS)) == {
-        "architecture", "epochs", "batch_size", "latent_dim", "channels", "hidden", "digit", "seed", "limit"}
+        "architecture", "epochs", "batch_size", "latent_dim", "channels", "hidden", "digit", "binarize", "seed",
+        "limit"}
     for script in (gan_mnist, dcgan_cifar10, vae_mnist):  # the rates may change: a resumed run takes the new one
         assert not {"lr", "lr_g", "lr_d", "epochs" if script is not vae_mnist else "lr"} & set(
             cli.fixed_on_resume(script.SETTINGS))
@@ -239,3 +240,18 @@ def test_a_png_that_cannot_be_read_as_28_x_28_grey_levels_is_one_line_naming_it(
         data.load_user_images(tmp_path)
     message = str(error.value)
     assert message.startswith(f"{tmp_path / 'bad.png'} ") and expected in message and "\n" not in message, message
+
+
+def test_a_classifier_trained_twice_with_one_seed_is_the_same_network_and_says_so(data_dir, tmp_path):
+    identities = []
+    for name, noise in [("a.pt", 1), ("b.pt", 2)]:
+        torch.manual_seed(noise)  # what the process drew before must not matter
+        _, identity = classifier.mnist_classifier(data_dir, torch.device("cpu"), tmp_path / name, limit=300)
+        identities.append(identity)
+    assert identities[0] == identities[1] and len(identities[0]["weights_sha256"]) == 16
+    assert identities[0]["seed"] == 0 and identities[0]["train_images"] == 300 and identities[0]["test_images"] == 10000
+    cached = checkpoints.load_checkpoint(tmp_path / "a.pt", kind="classifier")
+    model = classifier.SmallCNN(in_channels=1, image_size=28)
+    model.load_state_dict(cached["model"])
+    assert classifier.weights_hash(model) == identities[0]["weights_sha256"] == cached["identity"]["weights_sha256"]
+

@@ -3,6 +3,7 @@ import json
 import math
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -106,19 +107,22 @@ def test_weight_average_moves_towards_the_model_and_copies_batch_norm_statistics
     assert torch.equal(average.net[1].running_mean, model.net[1].running_mean)
 
 
-def test_the_weight_average_s_half_life_grows_with_the_images_seen():
-    # A step of B images at half-life h keeps 0.5^(B/h) of the average: after h images of steps, half of it.
-    assert weight_average.decay(10**9, 64, 44000, 0.05) == pytest.approx(0.5 ** (64 / 44000))
-    assert math.prod(weight_average.decay(10**9, 64, 6400, 0.05) for _ in range(100)) == pytest.approx(0.5)
-    # While 5% of the images seen is below the half-life, the half-life is 5% of them: 50 images after 1,000.
-    assert weight_average.decay(1000, 64, 44000, 0.05) == pytest.approx(0.5 ** (64 / 50))
-    betas = [weight_average.decay(64 * step, 64, 44000, 0.05) for step in range(1, 20000)]
+def test_the_weight_average_is_g_through_its_burn_in_then_its_half_life_grows_with_the_images_seen():
+    def beta(step, half_life=44000, rampup=0.05, burn_in=1, batch=64):
+        cfg = SimpleNamespace(batch_size=batch, ema_half_life=half_life, ema_rampup=rampup, ema_burn_in=burn_in)
+        return weight_average.decay(step, cfg, epoch_images=6400)  # epochs of 100 steps
+    assert all(beta(step) == 0.0 for step in range(100))  # the burn-in epoch: the average is G itself
+    # 5% of the images seen since: after 1,000 of them a half-life of 50 images.
+    assert beta(99 + 1000 // 64) == pytest.approx(0.5 ** (64 / (0.05 * 64 * (1000 // 64))))
+    betas = [beta(step) for step in range(100, 20000)]
     assert all(a <= b for a, b in zip(betas, betas[1:])) and betas[-1] == pytest.approx(0.5 ** (64 / 44000))
-    assert weight_average.decay(10**9, 64, 0, 0.05) == 0.0  # --ema-half-life 0: the average is G itself
-    assert weight_average.decay(64, 64, 44000, 0.0) == pytest.approx(0.5 ** (64 / 44000))  # no ramp-up
-    # After one MNIST epoch (938 steps at batch 64) nothing of the random initial weights is left in it, where a fixed
-    # 0.999 per step would keep 39% of them.
-    kept = math.prod(weight_average.decay(64 * step, 64, 44000, 0.05) for step in range(1, 939))
+    # A step of B images at half-life h keeps 0.5^(B/h) of the average: after h images of steps, half of it.
+    assert math.prod(beta(10**6, half_life=6400) for _ in range(100)) == pytest.approx(0.5)
+    assert beta(10**6, half_life=0) == 0.0  # --ema-half-life 0: the average is G itself
+    assert beta(0, rampup=0, burn_in=0) == pytest.approx(0.5 ** (64 / 44000))  # no ramp-up, no burn-in
+    # After an MNIST epoch past the burn-in (938 steps at batch 64) nothing of G's weights at the burn-in's end is
+    # left in the average, where a fixed 0.999 per step would keep 39% of them.
+    kept = math.prod(beta(step, burn_in=0) for step in range(938))
     assert kept < 1e-6 and 0.999 ** 938 == pytest.approx(0.39, abs=0.01)
 
 
