@@ -32,7 +32,7 @@ def save_checkpoint(path, kind, **state):
     message = run_folder.interrupt_message_after(Path(path), state)
     files.atomic_write(path, lambda temporary: torch.save({"kind": kind, **state}, temporary))
     if message:
-        cli.on_interrupt(message)
+        cli.on_interrupt(*message)
     run_folder.record_epoch(path, state)
 
 

@@ -9,6 +9,7 @@ row per epoch: every per-epoch curve of the figures) and, for the GANs, steps.cs
 with every checkpoint (common/checkpoints.py calls ``record_epoch``); with --tensorboard, the same curves as
 TensorBoard events. An --epochs 0 run, which only evaluates and samples, leaves config.json as it is.
 """
+import contextlib
 import datetime
 import fcntl
 import json
@@ -47,6 +48,19 @@ WHERE_AND_HOW = ("data_dir", "out_dir", "device", "resume", "overwrite", "tensor
 LOG = "log.txt"
 _run = None  # the open run (open_run), in the main process
 _locks = {}  # folder -> the open descriptor that holds its lock, for this process's life
+_started_by = None  # the command that calls the scripts' mains, while it does (started_by)
+
+
+@contextlib.contextmanager
+def started_by(command):
+    """Runs opened within the block record in config.json that ``command`` (run_all.py) started them, so that it
+    can tell its own runs, which it may start over, from a user's, which it must leave alone."""
+    global _started_by
+    outer, _started_by = _started_by, command
+    try:
+        yield
+    finally:
+        _started_by = outer
 
 
 def open_run(script_file, cfg, device, checkpoint=None, sample_shape=None):
@@ -72,9 +86,10 @@ def open_run(script_file, cfg, device, checkpoint=None, sample_shape=None):
     if distributed.is_main():
         _Console.install()
     if trains and cfg.resume and _run.checkpoint.exists():
-        cli.on_interrupt(f"rerun with --resume to continue from the last epoch saved in {_run.checkpoint}")
+        cli.on_interrupt(f"rerun with --resume to continue from the last epoch saved in {_run.checkpoint}",
+                         kept=f"the last epoch saved in {_run.checkpoint} is kept")
     elif trains and cfg.epochs:
-        cli.on_interrupt("no epoch was finished; rerun the same command to start again")
+        cli.on_interrupt("no epoch was finished; rerun the same command to start again", kept="no epoch was finished")
     else:
         cli.on_interrupt("rerun the same command to start again")
     return folder
@@ -170,14 +185,18 @@ def record_epoch(path, state):
 
 
 def interrupt_message_after(path, state):
-    """What Ctrl-C should say once ``path`` holds ``state``; None where it says what it said before."""
+    """What Ctrl-C should say once ``path`` holds ``state``, as ``cli.on_interrupt``'s (then, kept); None where it
+    says what it said before."""
     epoch = state.get("epoch")
     if _run is not None and path == _run.checkpoint:
-        return f"rerun with --resume to continue from epoch {epoch}, the last one saved in {path}"
+        return (f"rerun with --resume to continue from epoch {epoch}, the last one saved in {path}",
+                f"epoch {epoch} is saved in {path}")
     if epoch is not None and (_run is None or path.parent != _run.folder):  # a model this run trains for its use
         planned = (state.get("settings") or {}).get("epochs", epoch)
-        return (f"{path} holds the model after epoch {epoch} of {planned}, unfinished; delete it and rerun the same "
-                f"command to train it anew" if epoch < planned else "rerun the same command to start again")
+        if epoch < planned:
+            unfinished = f"{path} holds the model after epoch {epoch} of {planned}, unfinished"
+            return f"{unfinished}; delete it and rerun the same command to train it anew", unfinished
+        return "rerun the same command to start again", f"{path} is trained"
     return None
 
 
@@ -243,6 +262,7 @@ def run_provenance(script, cfg, device):
         "script": script,
         "settings": vars(cfg),
         "command": _command(script, cfg),
+        "started_by": _started_by,
         "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         **_git_commit(repository),
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
