@@ -239,3 +239,21 @@ def test_a_png_that_cannot_be_read_as_28_x_28_grey_levels_is_one_line_naming_it(
         data.load_user_images(tmp_path)
     message = str(error.value)
     assert message.startswith(f"{tmp_path / 'bad.png'} ") and expected in message and "\n" not in message, message
+
+
+@pytest.mark.parametrize("values, expected", [
+    (np.where(np.arange(2 * 28 * 28).reshape(2, 28, 28) == 5, np.nan, 0.5).astype(np.float32),
+     "holds 1 NaN value among its 1568 pixels: expected uint8 0..255 or float 0..1, every pixel a number"),
+    (np.array([[[np.nan, np.inf, np.nan] + [0.0] * 25] + [[0.0] * 28] * 27]),
+     "holds 2 NaN values and 1 infinite value among its 784 pixels: expected uint8 0..255 or float 0..1, every "
+     "pixel a number"),
+    (np.full((1, 28, 28), "a"), "holds <U1 values, not numbers: expected uint8 0..255 or float 0..1"),
+    (np.full((1, 28, 28), 2.0), "holds float64 values from 2.0 to 2.0: expected uint8 0..255 or float 0..1"),
+])
+def test_a_users_array_of_values_that_are_not_pixels_is_one_line_saying_which(tmp_path, capsys, values, expected):
+    np.save(tmp_path / "images.npy", values)
+    with pytest.raises(SystemExit) as stopped:  # as the --score of vae_anomaly_detection.py runs it
+        cli.run(lambda: data.load_user_images(tmp_path / "images.npy"))
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and err.count("\n") == 1
+    assert err.split("error: ", 1)[1] == f"{tmp_path / 'images.npy'} {expected}\n"
