@@ -273,10 +273,11 @@ def run_provenance(script, cfg, device):
 
 
 def _command(script, cfg):
-    """The command line as typed; where ``main`` was called from Python, the command that reproduces its settings."""
+    """The command line as typed (under torchrun, the torchrun command that starts it again: distributed.launcher);
+    where ``main`` was called from Python, the command that reproduces its settings."""
     if Path(sys.argv[0]).name == script:
-        return shlex.join(["python", *sys.argv])
-    words = ["python", script]
+        return shlex.join([*distributed.launcher(), *sys.argv])
+    words = [*distributed.launcher(), script]
     for name, value in vars(cfg).items():
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):

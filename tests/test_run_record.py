@@ -220,3 +220,18 @@ def test_the_interruption_message_follows_the_phase_and_the_last_checkpoint(tmp_
     assert json.loads((out / "config.json").read_text())["settings"]["epochs"] == 2
     checkpoints.save_checkpoint(tmp_path / "elsewhere" / "vae.pt", "vae", epoch=1, settings={"epochs": 9})
     assert "vae.pt holds the model after epoch 1 of 9, unfinished; delete it" in cli.interruption_message()
+
+
+def test_config_json_records_the_torchrun_command_that_starts_the_run_again(tmp_path, monkeypatch):
+    cfg = cli.parse(vae_mnist.SETTINGS, "", ["--epochs", "3", "--out-dir", str(tmp_path)])
+    monkeypatch.setattr("sys.argv", ["/repo/vae_mnist.py", "--epochs", "3", "--out-dir", str(tmp_path)])
+    assert run_folder._command("vae_mnist.py", cfg) == f"python /repo/vae_mnist.py --epochs 3 --out-dir {tmp_path}"
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert run_folder._command("vae_mnist.py", cfg) == (f"torchrun --standalone --nproc_per_node 2 /repo/vae_mnist.py "
+                                                       f"--epochs 3 --out-dir {tmp_path}")
+    monkeypatch.setenv("WORLD_SIZE", "8")  # two machines of four processes
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    monkeypatch.setattr("sys.argv", ["tests/distributed_worker.py"])  # main called from Python: the settings
+    assert run_folder._command("vae_mnist.py", cfg).startswith(f"torchrun --nnodes 2 --nproc_per_node 4 vae_mnist.py "
+                                                               f"--out-dir {tmp_path} --device auto")
