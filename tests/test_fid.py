@@ -236,8 +236,8 @@ def test_fid_inception_on_a_trained_dcgan_reports_the_fid_and_how_it_was_compute
     common = ["--dataset", "folder", "--data-dir", str(folder), "--device", "cpu", "--batch-size", "32",
               "--base-channels", "8", "--out-dir", str(tmp_path / "run")]
     dcgan_cifar10.main(common + ["--epochs", "1"])
-    scores = dcgan_cifar10.main(common + ["--epochs", "0", "--fid", "inception", "--fid-samples", "50"])
-    assert scores["fid_inception"] > 0 and scores["fid_generated_images"] == 50 and scores["fid_real_images"] == 64
+    scores = dcgan_cifar10.main(common + ["--epochs", "0", "--fid", "inception", "--fid-samples", "2049"])
+    assert scores["fid_inception"] > 0 and scores["fid_generated_images"] == 2049 and scores["fid_real_images"] == 64
     assert scores["fid_reference"] == "the folder's 64 images" and scores["kid_inception_std"] > 0
     assert scores["kid_inception"] > 4 * scores["kid_inception_standard_error"]  # an epoch of 2 steps is far off
     assert "inception-2015-12-05" in scores["fid_implementation"]
