@@ -25,6 +25,7 @@ import hashlib
 import importlib.util
 import math
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -224,11 +225,15 @@ def load_image_set(name, data_dir, limit):
     path = Path(name)
     if path.suffix != ".npz" or not path.is_file():
         raise UserError(f"{name} is neither a samples.npz file nor one of {', '.join(NAMED_SETS)}")
-    with np.load(path) as samples:
-        if "images" not in samples:
-            raise UserError(f"{path} has no 'images' array (keys: {', '.join(samples)}): pass a samples.npz "
-                            f"written by one of the scripts")
-        images = torch.from_numpy(samples["images"])
+    try:
+        with np.load(path, allow_pickle=False) as samples:  # a pickled array would run code: refused
+            if "images" not in samples:
+                raise UserError(f"{path} has no 'images' array (keys: {', '.join(samples)}): pass a samples.npz "
+                                f"written by one of the scripts")
+            images = torch.from_numpy(samples["images"])
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:  # an .npz is a zip archive
+        raise UserError(f"{path} is not a readable samples.npz ({error.__class__.__name__}): pass a samples.npz "
+                        f"written by one of the scripts") from None
     if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] not in (1, 3):
         raise UserError(f"{path}: 'images' must be uint8 N x C x H x W with C = 1 or 3, got {images.dtype} "
                         f"{tuple(images.shape)}")

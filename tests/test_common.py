@@ -257,3 +257,13 @@ def test_a_users_array_of_values_that_are_not_pixels_is_one_line_saying_which(tm
     err = capsys.readouterr().err
     assert stopped.value.code == 2 and err.count("\n") == 1
     assert err.split("error: ", 1)[1] == f"{tmp_path / 'images.npy'} {expected}\n"
+
+
+@pytest.mark.parametrize("kind", [["vae"], {"vae": 1}, 3])
+def test_a_checkpoint_whose_kind_is_not_a_name_is_refused_in_one_line(tmp_path, kind):
+    torch.save({"kind": kind, "model": {}}, tmp_path / "edited.pt")
+    with pytest.raises(cli.UserError) as error:
+        checkpoints.load_checkpoint(tmp_path / "edited.pt", kind="vae", flag="--vae-checkpoint")
+    assert str(error.value) == (f"--vae-checkpoint {tmp_path / 'edited.pt'} holds no checkpoint of this project, not a "
+                                f"VAE (written by vae_mnist.py): pass --vae-checkpoint the path of a VAE (written by "
+                                f"vae_mnist.py)")

@@ -222,7 +222,11 @@ def test_python_m_common_fid_compares_two_samples_files_and_caches_the_reference
     assert len(list(fid.CACHE_DIR.glob("*.pt"))) == 1
     assert fid.main(args + ["--limit", "50"])["reference_images"] == 50
     np.savez(tmp_path / "floats.npz", images=np.zeros((4, 3, 8, 8), np.float32))
-    for images, expected in [("floats.npz", "must be uint8"), ("no-such-set", "neither a samples.npz")]:
+    np.savez(tmp_path / "objects.npz", images=np.array([{}], dtype=object))  # loading it would unpickle
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "floats.npz").read_bytes()[:100])
+    for images, expected in [("floats.npz", "must be uint8"), ("no-such-set", "neither a samples.npz"),
+                             ("objects.npz", r"objects.npz is not a readable samples.npz \(ValueError\): pass a "),
+                             ("cut.npz", r"cut.npz is not a readable samples.npz \(BadZipFile\): pass a ")]:
         with pytest.raises(cli.UserError, match=expected):
             fid.main(["--images", str(tmp_path / images) if images.endswith("npz") else images, "--device", "cpu"])
 
