@@ -46,6 +46,10 @@ def output_folder(script_file, out_dir=None):
 # it in these only is the same run again.
 WHERE_AND_HOW = ("data_dir", "out_dir", "device", "resume", "overwrite", "tensorboard", "num_samples")
 LOG = "log.txt"
+# What a run replaced by a fresh one may have left that the new one need not write again (samples.npz without
+# --num-samples, a best.pt a folder dataset never writes, events without --tensorboard): removed when the new run's
+# record begins, so that nothing in the folder belongs to a model that is no longer there.
+EARLIER_RUNS_FILES = ("samples.npz", "best.pt", "tensorboard")
 _run = None  # the open run (open_run), in the main process
 _locks = {}  # folder -> the open descriptor that holds its lock, for this process's life
 _started_by = None  # the command that calls the scripts' mains, while it does (started_by)
@@ -171,6 +175,10 @@ def record_epoch(path, state):
     if _run is None or Path(path) != _run.checkpoint or not distributed.is_main():
         return
     if not _run.configured:
+        if _run.fresh:
+            for name in EARLIER_RUNS_FILES:
+                stale = _run.folder / name
+                shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
         write_json(_run.folder / "config.json", _run.provenance)
         _run.configured = True
     start_record()
@@ -241,9 +249,7 @@ def _log_to_tensorboard(per_epoch, per_step, epoch):
     """The epoch just saved, as scalars: its row of history.csv at step ``epoch``, its rows of steps.csv at their
     iteration. A resumed run writes the epochs it trains again over those an interrupted run had logged."""
     if _run.tensorboard is True:
-        from torch.utils.tensorboard import SummaryWriter
-        if _run.fresh:  # the events of a run this one replaces would mix with its own
-            shutil.rmtree(_run.folder / "tensorboard", ignore_errors=True)
+        from torch.utils.tensorboard import SummaryWriter  # a fresh run's folder has no earlier events (record_epoch)
         _run.tensorboard = SummaryWriter(_run.folder / "tensorboard")
     for column, value in per_epoch[epoch - 1].items():
         if column != "epoch":

@@ -101,8 +101,12 @@ def test_the_same_command_again_starts_over_and_overwrite_replaces_a_run_of_othe
     folder, common = vae_run
     vae_mnist.main([*common, "--seed", "1", "--overwrite"])
     assert json.loads((folder / "config.json").read_text())["settings"]["seed"] == 1
+    (folder / "samples.npz").write_bytes(b"samples of the replaced model")
+    (folder / "tensorboard").mkdir()
+    (folder / "tensorboard" / "events").write_bytes(b"its curves")
     vae_mnist.main([*common, "--seed", "1", "--device", "cpu"])  # the same run again: no --overwrite needed
     assert (folder / "log.txt").read_text().count("== ") == 1  # a run that starts over starts its log over
+    assert not (folder / "samples.npz").exists() and not (folder / "tensorboard").exists()  # the earlier run's
 
 
 def test_a_folder_another_live_run_holds_is_refused_untouched(vae_run):
