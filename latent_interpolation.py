@@ -34,10 +34,14 @@ SETTINGS = {
     "checkpoint": ("", f"GAN checkpoint to walk through (default {MNIST_CHECKPOINT}, trained first if absent)"),
     "dcgan": (False, f"walk through the generator dcgan_cifar10.py reports ({DCGAN_CHECKPOINTS[0]}) instead"),
     "cifar10_classifier": ("outputs/classifiers/cifar10.pt", "cached CIFAR-10 classifier, used with --dcgan"),
-    "pairs": (4, "pairs of endpoints, each a different pair of classes", "[1, inf)"),
-    "steps": (12, "images along each path, both endpoints included", "[2, inf)"),
+    # The upper bounds keep the figures readable and the pool in memory: grid.png has two rows per pair and one image
+    # per step, and the pool's generated images are held at once (50,000 of 64 x 64 colour: 600 MB).
+    "pairs": (4, "pairs of endpoints, each a different pair of classes (at most 20: two rows of grid.png each)",
+              "[1, 20]"),
+    "steps": (12, "images along each path, both endpoints included (at most 64: one row of grid.png)", "[2, 64]"),
     "classes": ([], "A B: every pair goes from class A to class B (default: random different classes)"),
-    "pool": (2000, "latent vectors drawn to find endpoints the classifier reads confidently as each class", "[2, inf)"),
+    "pool": (2000, "latent vectors drawn to find endpoints the classifier reads confidently as each class (at most "
+                   "50,000, held in memory at once)", "[2, 50000]"),
 }
 METHODS = ("lerp", "slerp")
 

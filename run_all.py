@@ -23,6 +23,11 @@ only.
 
 Writes to outputs/ (outputs/quick/ with --quick): one folder per script, report.html, report.md, run_all.json (each
 stage's command and time) and logs/.
+
+A stage's folder that holds a run of other settings is started over only where run_all.py started that run itself
+(its config.json says so); one it did not start, such as a user's own --epochs 50 run in outputs/vae_mnist/, stops
+run_all.py before it writes anything, unless --overwrite says to replace it. A run of the same settings, whoever
+started it, is reused: skipped when complete, continued when not.
 """
 import contextlib
 import functools
@@ -39,14 +44,17 @@ import report
 import vae_anomaly_detection
 import vae_latent_space_visualization
 import vae_mnist
-from common import classifier, cli, data, devices, files
+from common import classifier, cli, data, devices, files, run_folder
 
 SETTINGS = {
     **cli.BASE_SETTINGS,
     "out_dir": (None, "folder of the scripts' folders, the report and the logs (default: outputs, with --quick "
                       "outputs/quick)"),
     "quick": (False, "the whole assignment in about 10 minutes on 2 CPU cores: fewer epochs and images (QUICK)"),
+    "overwrite": (False, "replace the runs of other settings in the stages' folders that run_all.py did not start "
+                         "(your own runs); without it run_all.py stops before writing anything when it finds one"),
 }
+AGAIN = "run the same command again to go on (finished stages are skipped)"  # what run_all's Ctrl-C line ends with
 
 # In the order they depend on each other: each script reads what the ones above it wrote.
 SCRIPTS = {module.__name__: module for module in (vae_mnist, vae_anomaly_detection, vae_latent_space_visualization,
@@ -98,27 +106,67 @@ def stage_argv(name, cfg, root):
 
 
 def comparable(settings):
-    """A run's settings as config.json holds them, without --resume and --overwrite."""
+    """A run's settings as config.json holds them, without those that say where and how it ran (the folder, the
+    device, --resume, --overwrite: run_folder.WHERE_AND_HOW), which do not make it another run."""
     settings = json.loads(json.dumps(settings, default=str))
-    for how in ("resume", "overwrite"):  # how a run was started, not what it is
-        settings.pop(how, None)
-    return settings
+    return {name: value for name, value in settings.items() if name not in run_folder.WHERE_AND_HOW}
 
 
-def recorded_settings(folder):
-    """The settings of the run ``folder`` holds, as its config.json records them (common/runs.py), or None."""
-    try:
-        return json.loads((folder / "config.json").read_text())["settings"]
-    except (OSError, json.JSONDecodeError, KeyError, TypeError):
+def recorded_run(folder):
+    """The config.json of the run ``folder`` holds (common/run_folder.py), or None; {} where the file is there but is
+    no run record of this project."""
+    path = folder / "config.json"
+    if not path.is_file():
         return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return {}
+    return record if isinstance(record, dict) and isinstance(record.get("settings"), dict) else {}
+
+
+def asked_settings(name, argv):
+    module = SCRIPTS[name]
+    return vars(cli.parse(module.SETTINGS, module.__doc__, argv))
 
 
 def asks_for_recorded(name, argv, root):
-    """Whether ``root/name`` holds a run of the settings ``argv`` gives ``name``'s script."""
-    module = SCRIPTS[name]
-    recorded = recorded_settings(root / name)
-    return recorded is not None and comparable(recorded) == comparable(vars(cli.parse(module.SETTINGS, module.__doc__,
-                                                                                        argv)))
+    """Whether ``root/name`` holds a run of ``name``'s script with the settings ``argv`` gives it."""
+    recorded = recorded_run(root / name)
+    return (bool(recorded) and recorded.get("script") == f"{name}.py"
+            and comparable(recorded["settings"]) == comparable(asked_settings(name, argv)))
+
+
+def how_to_start(name, argv, root, overwrite):
+    """The flags ``name``'s stage starts with, and whether the run it leaves in its folder is run_all.py's own:
+    --resume where the folder holds an unfinished run of these settings with a checkpoint, --overwrite where it
+    holds a run of other settings that run_all.py started (or any, with run_all.py's --overwrite). A run of these
+    settings stays whose it was. A run of other settings that run_all.py did not start (a user's own) is a
+    ``UserError`` naming the difference: what a user wrote is never replaced unasked."""
+    folder = root / name
+    recorded = recorded_run(folder)
+    if recorded is None:
+        return [], True
+    ours = recorded.get("started_by") == "run_all.py"
+    if asks_for_recorded(name, argv, root):
+        resumes = name in TRAINED_HERE and (folder / "checkpoint.pt").is_file()
+        return ["--resume"] if resumes else [], ours
+    if ours or overwrite:
+        return ["--overwrite"], True
+    raise cli.UserError(f"{folder} holds a run that run_all.py did not start, {difference(name, recorded, argv)}: "
+                        f"move it elsewhere, give run_all.py a folder of its own with --out-dir DIR, or pass --overwrite to "
+                        f"replace it")
+
+
+def difference(name, recorded, argv):
+    """How the run ``recorded`` (its config.json) differs from what run_all.py asks of ``name``, in a few words."""
+    if recorded.get("script") != f"{name}.py":
+        return f"and its config.json is no record of a run of {name}.py"
+    theirs, asked = comparable(recorded["settings"]), comparable(asked_settings(name, argv))
+    for setting in sorted(set(theirs) & set(asked)):
+        if theirs[setting] != asked[setting]:
+            return f"with {cli.as_flag(setting, theirs[setting])}, not {cli.as_flag(setting, asked[setting])}"
+    return "of settings of another version of the script"
 
 
 def is_complete(name, argv, root):
@@ -136,6 +184,7 @@ def train_judges(cfg, root, device):
     """--quick's classifiers, on the first training images of each dataset (QUICK["classifiers"])."""
     limits, folder = QUICK["classifiers"], root / "classifiers"
     classifier.mnist_classifier(cfg.data_dir, device, folder / CLASSIFIER_FILES["mnist"], limit=limits["mnist"])
+    cli.on_interrupt("rerun the same command to start again", kept=f"{folder / CLASSIFIER_FILES['mnist']} is kept")
     classifier.cifar10_classifier(cfg.data_dir, device, folder / CLASSIFIER_FILES["cifar10"],
                                   limit=limits["cifar10"])
 
@@ -164,19 +213,19 @@ def run_stage(name, cfg, root, device):
         limits = QUICK["classifiers"]
         command = (f"classifier.mnist_classifier(limit={limits['mnist']}) and "
                    f"classifier.cifar10_classifier(limit={limits['cifar10']}) into {root / 'classifiers'}/")
-        resumed = False
+        resumed, ours = False, True
         work = functools.partial(train_judges, cfg, root, device)
     else:
         argv = stage_argv(name, cfg, root)
-        # A folder holding a run of other settings (an earlier call without --quick's, say) starts over; one of the
-        # same settings that stopped part-way continues from its last checkpoint.
-        start_over = (root / name / "config.json").is_file() and not asks_for_recorded(name, argv, root)
-        resumed = not start_over and name in TRAINED_HERE and (root / name / "checkpoint.pt").is_file()
-        argv += ["--resume"] if resumed else ["--overwrite"] if start_over else []
+        start, ours = how_to_start(name, argv, root, cfg.overwrite)
+        resumed = start == ["--resume"]
+        argv += start
         command = " ".join(["python", f"{name}.py", *argv])
         work = functools.partial(SCRIPTS[name].main, argv)
+    cli.on_interrupt("rerun the same command to start again")  # nothing kept until the stage says otherwise
     wall, cpu = time.perf_counter(), time.process_time()
-    with logged(root / "logs" / f"{name}.log", command):
+    # config.json names run_all.py as the starter of the runs it owns; a user's run it continues stays the user's.
+    with logged(root / "logs" / f"{name}.log", command), run_folder.started_by("run_all.py" if ours else None):
         work()
     return {"command": command, "resumed": resumed, "wall_seconds": time.perf_counter() - wall,
             "cpu_seconds": time.process_time() - cpu, "finished": datetime.now().isoformat(timespec="seconds")}
@@ -210,6 +259,9 @@ def main(argv=None):
     if cfg.quick:
         stages.insert(stages.index("gan_mnist"), "classifiers")
     runs_now = stages_to_run(stages, cfg, root)
+    for name in stages:  # a user's run of other settings stops the run here, before any stage has written a file
+        if runs_now[name] and name != "classifiers":
+            how_to_start(name, stage_argv(name, cfg, root), root, cfg.overwrite)
     if any(runs_now.values()):
         check_data(cfg.data_dir)  # a missing dataset stops the run here, before any stage has written a file
     record_path = root / "run_all.json"
@@ -232,8 +284,7 @@ def main(argv=None):
             raise cli.UserError(f"{name}: {error}") from None
         except KeyboardInterrupt:
             print("interrupted")
-            print(f"{sys.argv[0]}: interrupted in {name}: run the same command again to resume it "
-                  f"(finished epochs are kept)", file=sys.stderr)
+            print(f"{sys.argv[0]}: {cli.interruption_message(f' in {name}', then=AGAIN)}", file=sys.stderr)
             sys.exit(130)
         except Exception:
             print(f"failed (its output: {root / 'logs' / name}.log)")

@@ -32,7 +32,7 @@ def save_checkpoint(path, kind, **state):
     message = run_folder.interrupt_message_after(Path(path), state)
     files.atomic_write(path, lambda temporary: torch.save({"kind": kind, **state}, temporary))
     if message:
-        cli.on_interrupt(message)
+        cli.on_interrupt(*message)
     run_folder.record_epoch(path, state)
 
 
@@ -52,6 +52,7 @@ def load_checkpoint(path, device="cpu", kind=None, flag=None):
         raise UserError(f"checkpoint {path} is corrupt or truncated ({error.__class__.__name__}); "
                         f"delete it and train again") from None
     found = checkpoint.get("kind") if isinstance(checkpoint, dict) else None
+    found = found if isinstance(found, str) else None  # an edited file's kind may be anything, a list even
     if kind is not None and found != kind:
         holds = KINDS[found][0] if found in KINDS else "no checkpoint of this project"
         raise UserError(f"{named} holds {holds}, not {KINDS[kind][0]}: pass {flag + ' ' if flag else ''}the path of "

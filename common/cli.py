@@ -189,14 +189,17 @@ def as_flag(name, value):
     return f"{flag} {value}"
 
 
-# What Ctrl-C leaves behind, in words that hold for the step the run is in: common/runs.py and the scripts keep it
-# current (a run opened, a checkpoint saved, a step that writes nothing until it ends); run() prints it.
-_interruption = {"while": None, "then": "rerun the same command to start again"}
+# What Ctrl-C leaves behind, in words that hold for the step the run is in: common/run_folder.py and
+# common/checkpoints.py keep it current (a run opened, a checkpoint saved, a step that writes nothing until it ends);
+# run() prints it. "kept" is what is kept alone, without the script's own next command: run_all.py, which runs the
+# scripts' mains and has a next command of its own, says it with that.
+_interruption = {"while": None, "then": "rerun the same command to start again", "kept": None}
 
 
-def on_interrupt(then):
-    """From now on, Ctrl-C tells the user ``then``: what is kept and how to go on."""
-    _interruption["then"] = then
+def on_interrupt(then, kept=None):
+    """From now on, Ctrl-C tells the user ``then``: what is kept and how to go on; ``kept``: the first half alone
+    (None where nothing is)."""
+    _interruption["then"], _interruption["kept"] = then, kept
 
 
 @contextlib.contextmanager
@@ -227,9 +230,14 @@ def run_script(script, *flags):
     on_interrupt(outer)
 
 
-def interruption_message():
+def interruption_message(where="", then=None):
+    """What Ctrl-C says now: "interrupted[ where][ while the step]: what is kept; how to go on". ``then``: another
+    way on than the script's own (run_all.py's), said after what is kept."""
     during = f" while {_interruption['while']}" if _interruption["while"] else ""
-    return f"interrupted{during}: {_interruption['then']}"
+    if then is None:
+        return f"interrupted{where}{during}: {_interruption['then']}"
+    kept = _interruption["kept"]
+    return f"interrupted{where}{during}: {kept + '; ' if kept else ''}{then}"
 
 
 def run(main):

@@ -304,13 +304,21 @@ def load_user_images(path):
         array = array[:, 0]
     if array.ndim != 3 or array.shape[1:] != (28, 28) or len(array) == 0:
         raise UserError(f"{path} holds an array of shape {array.shape}: expected {USER_ARRAYS}")
+    expected = "expected uint8 0..255 or float 0..1"
     if array.dtype == np.uint8:
         images = torch.from_numpy(array).float() / 255
-    elif np.issubdtype(array.dtype, np.floating) and np.isfinite(array).all() and 0 <= array.min() <= array.max() <= 1:
+    elif not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):  # text, dates: no range to report
+        raise UserError(f"{path} holds {array.dtype} values, not numbers: {expected}")
+    elif np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        # The one thing to fix: a range "from nan to nan" would hide which pixels are wrong.
+        nan, infinite = int(np.isnan(array).sum()), int(np.isinf(array).sum())
+        what = " and ".join(f"{count} {kind} value{'s' if count > 1 else ''}"
+                            for count, kind in ((nan, "NaN"), (infinite, "infinite")) if count)
+        raise UserError(f"{path} holds {what} among its {array.size} pixels: {expected}, every pixel a number")
+    elif np.issubdtype(array.dtype, np.floating) and 0 <= array.min() <= array.max() <= 1:
         images = torch.from_numpy(array.astype(np.float32))
     else:
-        raise UserError(f"{path} holds {array.dtype} values from {array.min()} to {array.max()}: "
-                        f"expected uint8 0..255 or float 0..1")
+        raise UserError(f"{path} holds {array.dtype} values from {array.min()} to {array.max()}: {expected}")
     return [str(i) for i in range(len(images))], images[:, None]
 
 

@@ -31,6 +31,18 @@ def launched_by_torchrun():
     return int(os.environ.get("WORLD_SIZE", 1)) > 1
 
 
+def launcher():
+    """The words that start this process's command line: python, or under torchrun the torchrun options that start
+    as many processes again (the number of machines too; each machine's rank and the rendezvous point are the
+    cluster's, which a command on one machine cannot know)."""
+    if not launched_by_torchrun():
+        return ["python"]
+    per_machine = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))
+    machines = int(os.environ["WORLD_SIZE"]) // per_machine
+    where = ["--standalone"] if machines == 1 else ["--nnodes", str(machines)]
+    return ["torchrun", *where, "--nproc_per_node", str(per_machine)]
+
+
 def world_size():
     return dist.get_world_size() if dist.is_initialized() else 1
 

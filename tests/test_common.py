@@ -255,3 +255,30 @@ def test_a_classifier_trained_twice_with_one_seed_is_the_same_network_and_says_s
     model.load_state_dict(cached["model"])
     assert classifier.weights_hash(model) == identities[0]["weights_sha256"] == cached["identity"]["weights_sha256"]
 
+
+@pytest.mark.parametrize("values, expected", [
+    (np.where(np.arange(2 * 28 * 28).reshape(2, 28, 28) == 5, np.nan, 0.5).astype(np.float32),
+     "holds 1 NaN value among its 1568 pixels: expected uint8 0..255 or float 0..1, every pixel a number"),
+    (np.array([[[np.nan, np.inf, np.nan] + [0.0] * 25] + [[0.0] * 28] * 27]),
+     "holds 2 NaN values and 1 infinite value among its 784 pixels: expected uint8 0..255 or float 0..1, every "
+     "pixel a number"),
+    (np.full((1, 28, 28), "a"), "holds <U1 values, not numbers: expected uint8 0..255 or float 0..1"),
+    (np.full((1, 28, 28), 2.0), "holds float64 values from 2.0 to 2.0: expected uint8 0..255 or float 0..1"),
+])
+def test_a_users_array_of_values_that_are_not_pixels_is_one_line_saying_which(tmp_path, capsys, values, expected):
+    np.save(tmp_path / "images.npy", values)
+    with pytest.raises(SystemExit) as stopped:  # as the --score of vae_anomaly_detection.py runs it
+        cli.run(lambda: data.load_user_images(tmp_path / "images.npy"))
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and err.count("\n") == 1
+    assert err.split("error: ", 1)[1] == f"{tmp_path / 'images.npy'} {expected}\n"
+
+
+@pytest.mark.parametrize("kind", [["vae"], {"vae": 1}, 3])
+def test_a_checkpoint_whose_kind_is_not_a_name_is_refused_in_one_line(tmp_path, kind):
+    torch.save({"kind": kind, "model": {}}, tmp_path / "edited.pt")
+    with pytest.raises(cli.UserError) as error:
+        checkpoints.load_checkpoint(tmp_path / "edited.pt", kind="vae", flag="--vae-checkpoint")
+    assert str(error.value) == (f"--vae-checkpoint {tmp_path / 'edited.pt'} holds no checkpoint of this project, not a "
+                                f"VAE (written by vae_mnist.py): pass --vae-checkpoint the path of a VAE (written by "
+                                f"vae_mnist.py)")

@@ -222,7 +222,11 @@ def test_python_m_common_fid_compares_two_samples_files_and_caches_the_reference
     assert len(list(fid.CACHE_DIR.glob("*.pt"))) == 1
     assert fid.main(args + ["--limit", "50"])["reference_images"] == 50
     np.savez(tmp_path / "floats.npz", images=np.zeros((4, 3, 8, 8), np.float32))
-    for images, expected in [("floats.npz", "must be uint8"), ("no-such-set", "neither a samples.npz")]:
+    np.savez(tmp_path / "objects.npz", images=np.array([{}], dtype=object))  # loading it would unpickle
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "floats.npz").read_bytes()[:100])
+    for images, expected in [("floats.npz", "must be uint8"), ("no-such-set", "neither a samples.npz"),
+                             ("objects.npz", r"objects.npz is not a readable samples.npz \(ValueError\): pass a "),
+                             ("cut.npz", r"cut.npz is not a readable samples.npz \(BadZipFile\): pass a ")]:
         with pytest.raises(cli.UserError, match=expected):
             fid.main(["--images", str(tmp_path / images) if images.endswith("npz") else images, "--device", "cpu"])
 
@@ -236,8 +240,8 @@ def test_fid_inception_on_a_trained_dcgan_reports_the_fid_and_how_it_was_compute
     common = ["--dataset", "folder", "--data-dir", str(folder), "--device", "cpu", "--batch-size", "32",
               "--base-channels", "8", "--out-dir", str(tmp_path / "run")]
     dcgan_cifar10.main(common + ["--epochs", "1"])
-    scores = dcgan_cifar10.main(common + ["--epochs", "0", "--fid", "inception", "--fid-samples", "50"])
-    assert scores["fid_inception"] > 0 and scores["fid_generated_images"] == 50 and scores["fid_real_images"] == 64
+    scores = dcgan_cifar10.main(common + ["--epochs", "0", "--fid", "inception", "--fid-samples", "2049"])
+    assert scores["fid_inception"] > 0 and scores["fid_generated_images"] == 2049 and scores["fid_real_images"] == 64
     assert scores["fid_reference"] == "the folder's 64 images" and scores["kid_inception_std"] > 0
     assert scores["kid_inception"] > 4 * scores["kid_inception_standard_error"]  # an epoch of 2 steps is far off
     assert "inception-2015-12-05" in scores["fid_implementation"]

@@ -2,8 +2,10 @@
 every figure and headline number, a second call skips every stage, and bad input changes nothing."""
 import base64
 import hashlib
+import io
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,8 +15,9 @@ import torch
 
 import report
 import run_all
-from common import checkpoints, cli
-from tests.conftest import DATA, REPO
+import vae_mnist
+from common import checkpoints, classifier, cli
+from tests.conftest import DATA, REPO, folder_fingerprint
 
 # --quick's settings cut down to seconds a stage; the VAE gets two epochs so that it can be stopped after the first.
 TINY = {
@@ -59,7 +62,11 @@ def tiny_run(tmp_path_factory):
         patch.setattr(run_all, "QUICK", TINY)
         with patch.context() as ctrl_c, pytest.raises(SystemExit) as stopped:
             ctrl_c.setattr(checkpoints, "save_checkpoint", stop_after_first_vae_epoch)
-            run_all.main(argv)
+            ctrl_c.setattr(sys, "stderr", io.StringIO())
+            try:
+                run_all.main(argv)
+            finally:
+                printed["ctrl_c_line"] = sys.stderr.getvalue()
         printed["stopped"] = stopped.value.code
         printed["after_ctrl_c"] = files_and_times(folder / "outputs")
         metrics = run_all.main(argv)
@@ -78,6 +85,9 @@ def tiny_run(tmp_path_factory):
 def test_ctrl_c_in_a_stage_exits_130_and_the_next_call_resumes_it(tiny_run):
     folder, metrics, _, printed = tiny_run
     assert printed["stopped"] == 130
+    assert printed["ctrl_c_line"].count("\n") == 1 and printed["ctrl_c_line"].split(": ", 1)[1] == (
+        "interrupted in vae_mnist: epoch 1 is saved in outputs/quick/vae_mnist/checkpoint.pt; run the same command "
+        "again to go on (finished stages are skipped)\n")
     root = folder / "outputs" / "quick"
     after_ctrl_c = {str(path) for path in printed["after_ctrl_c"]}
     assert "quick/vae_mnist/checkpoint.pt" in after_ctrl_c and "quick/vae_mnist/metrics.json" not in after_ctrl_c
@@ -181,3 +191,82 @@ def test_an_unknown_flag_is_one_line_and_exit_code_2(tmp_path):
                             text=True, timeout=120)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert "unrecognized arguments: --epochs 3" in result.stderr and not any(tmp_path.iterdir())
+
+
+# ----- a user's own run in a stage's folder -----
+
+USER_FLAGS = ["--architecture", "mlp", "--hidden", "32", "--limit", "640", "--epochs", "1", "--iw-samples", "1",
+              "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def users_vae_run(tmp_path_factory):
+    """A user's own finished vae_mnist.py run of other settings than run_all.py's (one epoch of a small MLP VAE)."""
+    if DATA is None:
+        pytest.skip("real data not found: set GENMODELS_DATA, or put it in ../shared/data or ./data")
+    folder = tmp_path_factory.mktemp("users_run") / "vae_mnist"
+    vae_mnist.main(["--data-dir", str(DATA), "--out-dir", str(folder), *USER_FLAGS])
+    return folder
+
+
+def must_not_run(*args, **kwargs):
+    raise AssertionError("a stage was run")
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_a_users_run_of_other_settings_is_left_byte_identical(users_vae_run, tmp_path, monkeypatch, capsys, quick):
+    root = tmp_path / "outputs" / ("quick" if quick else "")
+    shutil.copytree(users_vae_run, root / "vae_mnist")  # as if the user had run vae_mnist.py there
+    for module in run_all.SCRIPTS.values():  # a stage that ran would fail at once, not train for minutes
+        monkeypatch.setattr(module, "main", must_not_run)
+    monkeypatch.setattr(run_all, "train_judges", must_not_run)
+    before = folder_fingerprint(tmp_path)
+    with pytest.raises(SystemExit) as stopped:  # as `python run_all.py [--quick]` runs it
+        cli.run(lambda: run_all.main(["--data-dir", str(DATA), "--device", "cpu", *(["--quick"] if quick else [])]))
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.split(": ", 2)[2].rstrip() == (
+        f"{Path('outputs', 'quick' if quick else '', 'vae_mnist')} holds a run that run_all.py did not start, with "
+        f"--architecture mlp, not --architecture conv: move it elsewhere, give run_all.py a folder of its own with "
+        f"--out-dir DIR, or pass --overwrite to replace it")
+    assert folder_fingerprint(tmp_path) == before  # nothing written: no log, no run_all.json, no other stage
+
+
+def test_run_all_starts_over_its_own_runs_and_reuses_a_users_run_of_its_settings(tmp_path):
+    cfg = cli.parse(run_all.SETTINGS, "", ["--device", "cpu"])
+    root = Path("outputs")
+    argv = run_all.stage_argv("vae_mnist", cfg, root)
+    asked = run_all.asked_settings("vae_mnist", argv)
+    config = root / "vae_mnist" / "config.json"
+    assert run_all.how_to_start("vae_mnist", argv, root, overwrite=False) == ([], True)  # an empty folder
+    config.parent.mkdir(parents=True)
+    for started_by, settings, expected in [
+            ("run_all.py", {**asked, "epochs": 50}, (["--overwrite"], True)),  # its own run of other settings
+            (None, {**asked, "out_dir": None, "device": "cuda"}, ([], False)),  # a user's run of the same settings
+            ("run_all.py", asked, ([], True))]:
+        config.write_text(json.dumps({"script": "vae_mnist.py", "settings": settings, "started_by": started_by}))
+        assert run_all.how_to_start("vae_mnist", argv, root, overwrite=False) == expected
+    (root / "vae_mnist" / "checkpoint.pt").write_bytes(b"")  # an unfinished run of these settings continues
+    assert run_all.how_to_start("vae_mnist", argv, root, overwrite=False) == (["--resume"], True)
+    config.write_text(json.dumps({"script": "vae_mnist.py", "settings": {**asked, "epochs": 50}}))
+    assert run_all.how_to_start("vae_mnist", argv, root, overwrite=True) == (["--overwrite"], True)
+    config.write_text("not json")
+    with pytest.raises(cli.UserError, match="its config.json is no record of a run of vae_mnist.py: move it"):
+        run_all.how_to_start("vae_mnist", argv, root, overwrite=False)
+
+
+def test_ctrl_c_while_the_quick_runs_judges_train_says_nothing_of_it_is_kept(data_dir, tmp_path, monkeypatch, capsys):
+    for name in ("vae_mnist", "vae_anomaly_detection", "vae_latent_space_visualization"):
+        monkeypatch.setattr(run_all.SCRIPTS[name], "main", lambda argv: None)  # the stages before the judges
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(classifier, "_train", ctrl_c)
+    with pytest.raises(SystemExit) as stopped:
+        run_all.main(["--quick", "--data-dir", str(data_dir), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert stopped.value.code == 130 and err.count("\n") == 1, err
+    assert err.split(": ", 1)[1] == (
+        "interrupted in classifiers while training the classifier for outputs/quick/classifiers/mnist.pt, which is "
+        "written only once trained: run the same command again to go on (finished stages are skipped)\n")
+    assert not (tmp_path / "outputs" / "quick" / "classifiers").exists()

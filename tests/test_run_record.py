@@ -101,8 +101,12 @@ def test_the_same_command_again_starts_over_and_overwrite_replaces_a_run_of_othe
     folder, common = vae_run
     vae_mnist.main([*common, "--seed", "1", "--overwrite"])
     assert json.loads((folder / "config.json").read_text())["settings"]["seed"] == 1
+    (folder / "samples.npz").write_bytes(b"samples of the replaced model")
+    (folder / "tensorboard").mkdir()
+    (folder / "tensorboard" / "events").write_bytes(b"its curves")
     vae_mnist.main([*common, "--seed", "1", "--device", "cpu"])  # the same run again: no --overwrite needed
     assert (folder / "log.txt").read_text().count("== ") == 1  # a run that starts over starts its log over
+    assert not (folder / "samples.npz").exists() and not (folder / "tensorboard").exists()  # the earlier run's
 
 
 def test_a_folder_another_live_run_holds_is_refused_untouched(vae_run):
@@ -220,3 +224,18 @@ def test_the_interruption_message_follows_the_phase_and_the_last_checkpoint(tmp_
     assert json.loads((out / "config.json").read_text())["settings"]["epochs"] == 2
     checkpoints.save_checkpoint(tmp_path / "elsewhere" / "vae.pt", "vae", epoch=1, settings={"epochs": 9})
     assert "vae.pt holds the model after epoch 1 of 9, unfinished; delete it" in cli.interruption_message()
+
+
+def test_config_json_records_the_torchrun_command_that_starts_the_run_again(tmp_path, monkeypatch):
+    cfg = cli.parse(vae_mnist.SETTINGS, "", ["--epochs", "3", "--out-dir", str(tmp_path)])
+    monkeypatch.setattr("sys.argv", ["/repo/vae_mnist.py", "--epochs", "3", "--out-dir", str(tmp_path)])
+    assert run_folder._command("vae_mnist.py", cfg) == f"python /repo/vae_mnist.py --epochs 3 --out-dir {tmp_path}"
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert run_folder._command("vae_mnist.py", cfg) == (f"torchrun --standalone --nproc_per_node 2 /repo/vae_mnist.py "
+                                                       f"--epochs 3 --out-dir {tmp_path}")
+    monkeypatch.setenv("WORLD_SIZE", "8")  # two machines of four processes
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    monkeypatch.setattr("sys.argv", ["tests/distributed_worker.py"])  # main called from Python: the settings
+    assert run_folder._command("vae_mnist.py", cfg).startswith(f"torchrun --nnodes 2 --nproc_per_node 4 vae_mnist.py "
+                                                               f"--out-dir {tmp_path} --device auto")
