@@ -18,7 +18,7 @@ own time limit (a stage that overruns is stopped, reported, and the others still
    measurements not counted): pytorch/examples' dcgan recipe at 32 x 32 (bench/dcgan_speed.py's networks,
    ngf = ndf = 64: BCE, Adam 2e-4 with beta1 0.5, batch 128, N(0, 0.02) weights, float32, no flips, no weight
    average); samples drawn as that example draws them, batch norm in training mode.
-3. The FIDs (python -m common.fid's main): CIFAR-10's 10,000 test images against its 50,000 training images (the
+3. The FIDs (bench/fid.py's main): CIFAR-10's 10,000 test images against its 50,000 training images (the
    real data's own FID, to set beside the published one), the plain DCGAN's 50,000 samples against the training
    images, and both DCGANs' first 10,000 samples against the 10,000 test images (StudioGAN's earlier protocol).
 4. vae_mnist.py and gan_mnist.py with their defaults and --device cuda (gan_mnist.py trains the MNIST classifier).
@@ -38,6 +38,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 import dcgan_speed  # noqa: E402  (bench/, beside this file)
+import fid as fid_command  # noqa: E402  (bench/fid.py)
 from common import classifier, cli, data, devices, fid, files, progress  # noqa: E402
 
 SETTINGS = {
@@ -145,7 +146,7 @@ def fid_between(images, reference, cfg, limit=0):
         flags += ["--inception-weights", cfg.inception_weights]
     if cfg.smoke or limit:
         flags += ["--limit", str(SMOKE_FID_IMAGES if cfg.smoke else limit)]
-    return fid.main(flags)
+    return fid_command.main(flags)
 
 
 def small_classifiers(cfg, device):

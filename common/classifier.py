@@ -94,8 +94,8 @@ def load_or_train(model, train, test, path, epochs=3, batch_size=128, lr=2e-3, s
 
 
 def weights_hash(model):
-    """The first 16 hex digits of SHA-256 over the model's weights, in the state dict's order: two classifiers with
-    the same hash judge alike, whatever machine trained them."""
+    """The first 16 hex digits of SHA-256 over the model's weights: two classifiers with the same hash judge alike,
+    whatever machine trained them."""
     digest = hashlib.sha256()
     for name, tensor in model.state_dict().items():
         digest.update(name.encode())
@@ -110,9 +110,8 @@ def describe(identity):
 
 
 def _train(model, train, test, path, epochs, batch_size, lr, seed):
-    """Train ``model`` (load_or_train's recipe), write it to ``path``; returns its identity: the hash of its
-    weights, the seed and the data it was trained on, and its test accuracy. One seed on one machine trains the
-    same weights (deterministic algorithms while it trains)."""
+    """Train ``model`` (load_or_train's recipe) and write it to ``path``; returns its identity. Deterministic
+    algorithms while it trains: one seed on one machine trains the same weights."""
     device = next(model.parameters()).device
     seeds.seed_everything(seed)
     for module in model.modules():  # the initial weights are the seed's too, whatever was drawn before
@@ -146,8 +145,7 @@ def _train(model, train, test, path, epochs, batch_size, lr, seed):
 
 
 def mnist_classifier(data_dir, device, path=MNIST_CACHE, limit=0, log=print):
-    """The cached MNIST classifier (SmallCNN) and its identity (kept in metrics.json), trained first if ``path`` is
-    absent."""
+    """The cached MNIST classifier and its identity (kept in metrics.json), trained first if ``path`` is absent."""
     model = SmallCNN(in_channels=1, image_size=28).to(device)
     train = data.load_mnist(data_dir, train=True, device=device, limit=limit)
     test = data.load_mnist(data_dir, train=False, device=device)
@@ -171,13 +169,9 @@ def features_and_probabilities(model, images, batch_size=1000):
 
 
 def sample_quality(model, generated, real_features):
-    """Every quality number of uint8 ``generated`` images against the features of real test images.
-
-    frechet_distance: between the two feature Gaussians (lower is better; small but not 0 for a second set of real
-    images, BENCHMARKS.md);
-    inception_score: 1 to K (higher is better); class_shares: fraction of images per predicted class;
-    min_class_share: the rarest class's share (1/K when balanced, 0 under mode collapse).
-    """
+    """Every quality number of uint8 ``generated`` images against the features of real test images: the Frechet
+    distance (lower is better), the inception score (1 to K), each predicted class's share and the rarest class's
+    share (1/K when balanced, 0 under mode collapse)."""
     features, probabilities = features_and_probabilities(model, generated)
     shares = metrics.class_shares(probabilities)
     return {
@@ -198,8 +192,7 @@ CIFAR10_SETTINGS = {
 
 
 def cifar10_classifier(data_dir, device, path=CIFAR10_CACHE, limit=0, log=print):
-    """The cached CIFAR-10 classifier (SmallCNN) and its identity (kept in metrics.json), trained first if ``path``
-    is absent.
+    """The cached CIFAR-10 classifier and its identity, as ``mnist_classifier``.
 
     Its features need not be those of a strong classifier, only the same in every run: the distances compare between
     runs. Three epochs without augmentation (wider layers or more epochs cost far more time than the few points of

@@ -9,9 +9,9 @@ alone, so the constructors take every size as an argument; a config without ``im
 was recorded) means 32.
 """
 from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm as with_spectral_norm
 
 IMAGE_SIZES = (32, 64)  # the sizes the networks are built for: 4 x 4 at the inner end, doubled per strided layer
-from torch.nn.utils.parametrizations import spectral_norm as with_spectral_norm
 
 
 def init_weights(module):
@@ -83,4 +83,3 @@ class Discriminator(nn.Module):
 
     def forward(self, images):
         return self.net(images)
-

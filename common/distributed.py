@@ -5,7 +5,7 @@ RANK (0 to WORLD_SIZE - 1 over all machines), its LOCAL_RANK (on its own machine
 Each process drives one device, holds the whole dataset, and trains on its own slice of every global batch; the
 gradients are averaged across processes before each optimizer step, so every process takes the same step and the
 weights stay identical. Rank 0 is the main process: the only one that prints, draws progress bars and writes files
-(common/runs.py skips every write elsewhere), and the one that measures quality and draws the figures.
+(common/files.py skips every write elsewhere), and the one that measures quality and draws the figures.
 
 Without torchrun there is one process, rank 0 of 1, and every function here is a no-op or the identity: a plain run
 computes exactly what it did before.
@@ -80,8 +80,7 @@ def setup(device):
 
 
 def check_batch_size(batch_size, per_process=1):
-    """Every process gets the same share of each batch, at least ``per_process`` images: --batch-size must be a
-    multiple of the process count, and not below ``per_process`` times it."""
+    """Refuse a --batch-size that does not give every process the same share, of at least ``per_process`` images."""
     if batch_size % world_size():
         raise UserError(f"--batch-size {batch_size} does not split evenly over {world_size()} processes: pass a "
                         f"multiple of {world_size()} (--batch-size is the global batch, over all processes)")
@@ -158,7 +157,7 @@ def average_buffers(*models):
 
 
 def total(tensor):
-    """The sum of ``tensor`` over the processes; ``tensor`` itself with one process."""
+    """The sum of ``tensor`` over the processes."""
     if world_size() == 1:
         return tensor
     tensor = tensor.clone()
@@ -167,8 +166,8 @@ def total(tensor):
 
 
 def mean(tensor):
-    """The mean of ``tensor`` over the processes (logged losses); ``tensor`` itself with one process."""
-    return total(tensor) / world_size() if world_size() > 1 else tensor
+    """The mean of ``tensor`` over the processes (logged losses)."""
+    return total(tensor) / world_size()
 
 
 def from_main(function, *args):

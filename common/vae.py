@@ -14,11 +14,10 @@ from torch import nn
 from common import checkpoints, cli, data, distributed, progress
 from common.cli import UserError
 
-# 10,000 of MNIST's 60,000 training images, drawn at random once and for all (split_indices), are never trained on:
-# vae_anomaly_detection.py sets its threshold and makes its choices on them, which needs normal digits the VAE has not
-# seen, while the test set stays for reported numbers only. As many as the test set, so that the development mix
-# mirrors the test mix; and a size of its own, so that a checkpoint's train_examples (50,000 at most) tells a VAE of
-# this split from one of the earlier split, which held out the file's last 5,000 and trained on 55,000.
+# 10,000 of MNIST's 60,000 training images (split_indices) are never trained on: vae_anomaly_detection.py makes its
+# choices on them, which needs normal digits the VAE has not seen, and the test set stays for reported numbers. As
+# many as the test set, so the development mix mirrors the test mix; and a VAE of this split trains on 50,000 at most,
+# which tells it from one of the earlier split (the file's last 5,000 held out, 55,000 trained on).
 VALIDATION_SIZE = 10_000
 SPLIT_SEED = 0  # the split's seed, fixed: every script and every --seed gets the same split
 MNIST_TRAINING_IMAGES = 60_000
@@ -27,8 +26,7 @@ class VAE(nn.Module):
     """What every VAE here shares: ``encoder`` maps images to (mu, logvar), ``decoder`` maps z to pixel logits."""
 
     def encode(self, x):
-        mu, logvar = self.encoder(x).chunk(2, dim=1)
-        return mu, logvar
+        return self.encoder(x).chunk(2, dim=1)  # mu, logvar
 
     def decode(self, z):
         return self.decoder(z)
@@ -135,8 +133,7 @@ def learning_rate(peak, step, warmup_steps, total_steps):
 def start(cfg, train_examples, checkpoint_path, fixed, model, optimizer):
     """Where training starts: (history, first epoch to train). With ``cfg.resume`` and a checkpoint at
     ``checkpoint_path``, the model and optimizer continue from it, which must have been trained on as many images
-    (``train_examples``) under the same values of the settings ``fixed``; else a fresh history. Under torchrun rank 0
-    reads the file and hands it to the others, whose machines may not hold it."""
+    (``train_examples``) under the same values of the settings ``fixed``. Rank 0 reads the file for every process."""
     distributed.check_batch_size(cfg.batch_size)
     checkpoint = distributed.from_main(_resumed, cfg, train_examples, checkpoint_path, fixed)
     if checkpoint is None:
@@ -167,9 +164,8 @@ def _resumed(cfg, train_examples, checkpoint_path, fixed):
 
 
 def record_epoch(history, totals, timer, model, test_images, epoch, checkpoint_path):
-    """The epoch's training terms (``totals``: summed reconstruction, summed KL, images; over every process under
-    torchrun) and the seconds of its steps into ``history``, then the test numbers after it. Stops (``UserError``)
-    before anything is saved if the training loss diverged."""
+    """The epoch's training terms (``totals``: summed reconstruction, summed KL, images, on this process) and
+    seconds into ``history``, then the test numbers after it; stops before anything is saved if the loss diverged."""
     totals = distributed.total(totals)
     seconds = timer.elapsed()
     train_reconstruction, train_kl = (totals[:2] / totals[2]).tolist()
@@ -256,27 +252,26 @@ def split_indices():
 def load_training_split(data_dir, device, limit=0):
     """MNIST's training images without the validation digits, and their labels: 50,000 in the file's order (or its
     first ``limit``), uint8 on ``device``."""
-    images, labels = data.load_mnist(data_dir, train=True, device=device)
     training, _ = split_indices()
-    if limit:
-        training = training[:limit]
-    training = torch.as_tensor(training, device=images.device)
-    return images[training], labels[training]
+    return _load_training_images(data_dir, device, training[:limit] if limit else training)
 
 
 def load_validation_split(data_dir, device):
     """The held-out normal digits: the VALIDATION_SIZE training images of split_indices, and their labels."""
-    images, labels = data.load_mnist(data_dir, train=True, device=device)
     _, validation = split_indices()
-    validation = torch.as_tensor(validation, device=images.device)
-    return images[validation], labels[validation]
+    return _load_training_images(data_dir, device, validation)
+
+
+def _load_training_images(data_dir, device, indices):
+    images, labels = data.load_mnist(data_dir, train=True, device=device)
+    indices = torch.as_tensor(indices, device=images.device)
+    return images[indices], labels[indices]
 
 
 def saw_validation_split(checkpoint, log=print):
-    """Whether the checkpoint's VAE may have been trained on validation digits, with a warning if so: then they score
-    lower than unseen digits do, and a percentile of their scores is too low a threshold (more false positives than
-    the percentile promises). A VAE of this split trained on 50,000 images at most; one of the earlier split (the
-    file's last 5,000 held out) on 55,000, most of this split's validation digits among them."""
+    """Whether the checkpoint's VAE may have been trained on validation digits (VALIDATION_SIZE tells), with a
+    warning if so: seen digits score lower than unseen ones, so a percentile of their scores is too low a threshold
+    (more false positives than it promises)."""
     train_examples = checkpoint.get("train_examples")
     if train_examples is not None and train_examples <= MNIST_TRAINING_IMAGES - VALIDATION_SIZE:
         return False

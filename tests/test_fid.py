@@ -1,8 +1,9 @@
 """common/fid.py offline, with no Inception weights: the Frechet distance against closed forms, the statistics, their
 cache, the resize and input range the original network takes (tiny TorchScript networks that report what they were
-fed), the one-line errors, python -m common.fid, and --fid inception through a GAN script with a stand-in network."""
+fed), the one-line errors, bench/fid.py, and --fid inception through a GAN script with a stand-in network."""
 import functools
 import hashlib
+import sys
 
 import numpy as np
 import pytest
@@ -14,6 +15,10 @@ from torchvision import io
 import dcgan_cifar10
 import gan_mnist
 from common import cli, fid, files, metrics
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "bench"))
+import fid as fid_command  # noqa: E402  (bench/fid.py)
 
 
 class QuadrantColours(nn.Module):
@@ -209,26 +214,29 @@ def test_a_missing_or_unreadable_weights_file_is_one_line(tmp_path):
     assert "\n" not in str(error.value)
 
 
-def test_python_m_common_fid_compares_two_samples_files_and_caches_the_reference(tmp_path, monkeypatch, capsys):
+def test_bench_fid_compares_two_samples_files_and_caches_the_reference(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(fid, "load_network", lambda weights, device: QuadrantColours())
     real, generated = image_sets()
     files.write_samples(tmp_path / "real.npz", [real], len(real))
     files.write_samples(tmp_path / "generated.npz", [generated], len(generated))
     args = ["--images", str(tmp_path / "generated.npz"), "--reference", str(tmp_path / "real.npz"), "--device", "cpu"]
-    result = fid.main(args)
+    result = fid_command.main(args)
     assert result["fid_inception"] == pytest.approx(fid.frechet_inception_distance(real, generated, QuadrantColours(),
                                                                                    "cpu"))
-    assert result["images"] == result["reference_images"] == 300 and "FID" in capsys.readouterr().out
+    assert result["images"] == result["reference_images"] == 300 and "KID" in capsys.readouterr().out
+    assert result["kid_inception"] == pytest.approx(fid.kernel_inception_distance(
+        QuadrantColours()(real).float(), QuadrantColours()(generated).float())[0], rel=1e-4)
     assert len(list(fid.CACHE_DIR.glob("*.pt"))) == 1
-    assert fid.main(args + ["--limit", "50"])["reference_images"] == 50
+    assert fid_command.main(args + ["--limit", "50"])["reference_images"] == 50
     np.savez(tmp_path / "floats.npz", images=np.zeros((4, 3, 8, 8), np.float32))
     np.savez(tmp_path / "objects.npz", images=np.array([{}], dtype=object))  # loading it would unpickle
     (tmp_path / "cut.npz").write_bytes((tmp_path / "floats.npz").read_bytes()[:100])
     for images, expected in [("floats.npz", "must be uint8"), ("no-such-set", "neither a samples.npz"),
                              ("objects.npz", r"objects.npz is not a readable samples.npz \(ValueError\): pass a "),
                              ("cut.npz", r"cut.npz is not a readable samples.npz \(BadZipFile\): pass a ")]:
+        named = str(tmp_path / images) if images.endswith("npz") else images
         with pytest.raises(cli.UserError, match=expected):
-            fid.main(["--images", str(tmp_path / images) if images.endswith("npz") else images, "--device", "cpu"])
+            fid_command.main(["--images", named, "--device", "cpu"])
 
 
 def test_fid_inception_on_a_trained_dcgan_reports_the_fid_and_how_it_was_computed(tmp_path, monkeypatch):
