@@ -1,5 +1,6 @@
-"""The standard FID and KID (common/fid.py) between two image sets: a samples.npz that a script wrote with --num-samples, or
-one of the named real sets. The reference set's statistics are cached in outputs/fid_cache/ (docs/fid.md).
+"""The standard FID and KID (common/fid.py) between two image sets: a samples.npz that a script wrote with
+--num-samples, or one of the named real sets. The reference set's features are cached in outputs/fid_cache/
+(docs/fid.md).
 
     python bench/fid.py --images outputs/dcgan_cifar10/samples.npz --reference cifar10-train
     python bench/fid.py --images cifar10-test --reference cifar10-train --device cuda   # the real data's own FID
