@@ -91,10 +91,10 @@ def test_fixed_on_resume_is_what_each_script_marks():
     import vae_mnist
     assert set(cli.fixed_on_resume(gan_mnist.SETTINGS)) == {
         "batch_size", "limit", "latent_dim", "g_width", "d_width", "minibatch_std", "beta1", "real_label",
-        "ema_half_life", "ema_rampup", "seed"}
+        "ema_half_life", "ema_burn_in", "ema_rampup", "seed"}
     assert set(cli.fixed_on_resume(dcgan_cifar10.SETTINGS)) == {
         "batch_size", "limit", "latent_dim", "base_channels", "spectral_norm", "loss", "beta1", "ema_half_life",
-        "ema_rampup", "seed", "dataset", "image_size"}
+        "ema_burn_in", "ema_rampup", "seed", "dataset", "image_size"}
     assert set(cli.fixed_on_resume(vae_mnist.SETTINGS)) == {
         "architecture", "epochs", "batch_size", "latent_dim", "channels", "hidden", "digit", "binarize", "seed",
         "limit"}

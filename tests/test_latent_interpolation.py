@@ -1,5 +1,7 @@
 """latent_interpolation.py: the two paths' geometry, and the script end to end on a GAN trained on a subset."""
 import json
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -67,3 +69,15 @@ def test_walks_through_a_gan_trained_on_a_subset(data_dir, tmp_path):
     assert fixed["pairs"] == [[present[1], present[0]]] * 3
     with pytest.raises(cli.UserError, match="--classes takes two class numbers"):
         latent_interpolation.main(common + ["--out-dir", str(tmp_path / "bad"), "--classes", "3"])
+
+
+def test_dcgan_walks_the_generator_the_dcgan_reports_best_pt_before_the_last_epoch():
+    cfg = SimpleNamespace(checkpoint="", dcgan=True)
+    with pytest.raises(cli.UserError, match="no DCGAN checkpoint at outputs/dcgan_cifar10/best.pt"):
+        latent_interpolation.checkpoint_path(cfg, None)
+    folder = Path("outputs/dcgan_cifar10")  # each test runs in a folder of its own (conftest.py)
+    folder.mkdir(parents=True)
+    (folder / "checkpoint.pt").write_bytes(b"the last epoch")
+    assert latent_interpolation.checkpoint_path(cfg, None) == folder / "checkpoint.pt"  # a folder of images: no best
+    (folder / "best.pt").write_bytes(b"the epoch of the lowest tracked distance")
+    assert latent_interpolation.checkpoint_path(cfg, None) == folder / "best.pt"
