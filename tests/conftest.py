@@ -42,3 +42,21 @@ def data_dir(monkeypatch):
 def in_tmp_path(tmp_path, monkeypatch):
     """Run every test in its own folder, so nothing lands in the checkout's outputs/ or data/."""
     monkeypatch.chdir(tmp_path)
+
+
+# A small vae_mnist.py run (one epoch of a small MLP VAE on 640 images): what the tests of the run record and of
+# run_all's respect for a user's run start from.
+SMALL_VAE_FLAGS = ["--architecture", "mlp", "--hidden", "32", "--limit", "640", "--epochs", "1", "--iw-samples", "1",
+                   "--device", "cpu"]
+
+
+@pytest.fixture(scope="session")
+def small_vae_run(tmp_path_factory):
+    """The folder of a finished SMALL_VAE_FLAGS run, made once per session: copy it before changing it."""
+    if DATA is None:
+        pytest.skip("real data not found: set GENMODELS_DATA, or put it in ../shared/data or ./data")
+    import vae_mnist
+    folder = tmp_path_factory.mktemp("small_vae") / "vae_mnist"
+    vae_mnist.main(["--data-dir", str(DATA), "--out-dir", str(folder), *SMALL_VAE_FLAGS])
+    return folder
+

@@ -15,7 +15,6 @@ import torch
 
 import report
 import run_all
-import vae_mnist
 from common import checkpoints, classifier, cli
 from tests.conftest import DATA, REPO, folder_fingerprint
 
@@ -195,28 +194,14 @@ def test_an_unknown_flag_is_one_line_and_exit_code_2(tmp_path):
 
 # ----- a user's own run in a stage's folder -----
 
-USER_FLAGS = ["--architecture", "mlp", "--hidden", "32", "--limit", "640", "--epochs", "1", "--iw-samples", "1",
-              "--device", "cpu"]
-
-
-@pytest.fixture(scope="module")
-def users_vae_run(tmp_path_factory):
-    """A user's own finished vae_mnist.py run of other settings than run_all.py's (one epoch of a small MLP VAE)."""
-    if DATA is None:
-        pytest.skip("real data not found: set GENMODELS_DATA, or put it in ../shared/data or ./data")
-    folder = tmp_path_factory.mktemp("users_run") / "vae_mnist"
-    vae_mnist.main(["--data-dir", str(DATA), "--out-dir", str(folder), *USER_FLAGS])
-    return folder
-
-
 def must_not_run(*args, **kwargs):
     raise AssertionError("a stage was run")
 
 
 @pytest.mark.parametrize("quick", [False, True])
-def test_a_users_run_of_other_settings_is_left_byte_identical(users_vae_run, tmp_path, monkeypatch, capsys, quick):
+def test_a_users_run_of_other_settings_is_left_byte_identical(small_vae_run, tmp_path, monkeypatch, capsys, quick):
     root = tmp_path / "outputs" / ("quick" if quick else "")
-    shutil.copytree(users_vae_run, root / "vae_mnist")  # as if the user had run vae_mnist.py there
+    shutil.copytree(small_vae_run, root / "vae_mnist")  # as if the user had run vae_mnist.py there
     for module in run_all.SCRIPTS.values():  # a stage that ran would fail at once, not train for minutes
         monkeypatch.setattr(module, "main", must_not_run)
     monkeypatch.setattr(run_all, "train_judges", must_not_run)

@@ -14,11 +14,10 @@ import gan_mnist
 import latent_interpolation
 import vae_mnist
 from common import checkpoints, cli, run_folder
-from tests.conftest import DATA, folder_fingerprint
+from tests.conftest import DATA, SMALL_VAE_FLAGS, folder_fingerprint
 from tests.test_bad_input import fingerprint, small_mnist_classifier, user_error  # noqa: F401  (a fixture)
 
-VAE_FLAGS = ["--architecture", "mlp", "--hidden", "32", "--limit", "640", "--epochs", "1", "--iw-samples", "1",
-             "--device", "cpu"]
+VAE_FLAGS = SMALL_VAE_FLAGS
 
 
 def folder_state(folder):
@@ -31,21 +30,11 @@ def read_csv(path):
         return list(csv.DictReader(file))
 
 
-@pytest.fixture(scope="module")
-def vae_run_once(tmp_path_factory):
-    """A finished one-epoch vae_mnist.py run (a small MLP VAE on 640 images), made once for this file."""
-    if DATA is None:
-        pytest.skip("real data not found: set GENMODELS_DATA, or put it in ../shared/data or ./data")
-    folder = tmp_path_factory.mktemp("vae_run") / "run"
-    vae_mnist.main(["--data-dir", str(DATA), "--out-dir", str(folder), *VAE_FLAGS])
-    return folder
-
-
 @pytest.fixture
-def vae_run(vae_run_once, tmp_path):
+def vae_run(small_vae_run, tmp_path):
     """A copy of the finished VAE run for one test to change; with the flags that continue it."""
     folder = tmp_path / "vae_run"
-    shutil.copytree(vae_run_once, folder)
+    shutil.copytree(small_vae_run, folder)
     return folder, ["--data-dir", str(DATA), "--out-dir", str(folder), *VAE_FLAGS]
 
 
