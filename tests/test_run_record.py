@@ -51,7 +51,7 @@ def test_a_vae_run_folder_holds_config_with_provenance_the_log_and_the_history(v
     assert float(rows[0]["test_loss"]) == pytest.approx(checkpoint["history"]["test_loss"][0])
     assert set(rows[0]) == {"epoch", *checkpoint["history"]}
     log = (folder / "log.txt").read_text()
-    assert log.startswith("== ") and "epoch   1/1" in log and log.endswith("/run/\n")  # "wrote <the folder>/"
+    assert log.startswith("== ") and "epoch   1/1" in log and log.endswith("/vae_mnist/\n")  # "wrote <its folder>/"
 
 
 # ----- a refused run leaves the folder as it was -----
