@@ -25,7 +25,7 @@ SETTINGS = {**cli.BASE_SETTINGS, **vae.CHECKPOINT_SETTINGS}
 def main(argv=None):
     cfg = cli.parse(SETTINGS, __doc__, argv)
     device = devices.pick_device(cfg.device)
-    model = vae.load_or_train_vae(cfg.vae_checkpoint, cfg.data_dir, device, cfg.seed)
+    model, _ = vae.load_or_train_vae(cfg.vae_checkpoint, cfg.data_dir, device, cfg.seed)
     images, labels = data.load_mnist(cfg.data_dir, train=False, device=device)
     latents, labels = lsv.encode(model, images), labels.cpu().numpy()
     print(f"{len(latents):,} latents of size {latents.shape[1]}, torch {torch.__version__}, "

@@ -243,8 +243,8 @@ def interruption_message(where="", then=None):
 def run(main):
     """Call ``main()`` as a command: user errors become one line on stderr and exit code 2; Ctrl-C exits with 130
     and one line saying what was kept (every file is written atomically) and how to go on. The line also ends the
-    run's log.txt, where the run has begun one (common/runs.py). Under torchrun every process reports its own error
-    (it may be its own, such as a missing GPU), and rank 0 alone speaks for the run on Ctrl-C."""
+    run's log.txt, where the run has begun one (common/run_folder.py). Under torchrun every process reports its own
+    error (it may be its own, such as a missing GPU), and rank 0 alone speaks for the run on Ctrl-C."""
     try:
         main()
     except UserError as error:
