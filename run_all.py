@@ -222,7 +222,7 @@ def run_stage(name, cfg, root, device):
         argv += start
         command = " ".join(["python", f"{name}.py", *argv])
         work = functools.partial(SCRIPTS[name].main, argv)
-    cli.on_interrupt("rerun the same command to start again")  # nothing kept until the stage says otherwise
+    cli.reset_interruption()  # nothing kept until the stage says otherwise
     wall, cpu = time.perf_counter(), time.process_time()
     # config.json names run_all.py as the starter of the runs it owns; a user's run it continues stays the user's.
     with logged(root / "logs" / f"{name}.log", command), run_folder.started_by("run_all.py" if ours else None):

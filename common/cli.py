@@ -196,6 +196,12 @@ def as_flag(name, value):
 _interruption = {"while": None, "then": "rerun the same command to start again", "kept": None}
 
 
+def reset_interruption():
+    """A new run or stage begins: nothing in progress, nothing kept yet (an earlier one's interrupted step, in the
+    same process, says nothing about it)."""
+    _interruption.update({"while": None, "then": "rerun the same command to start again", "kept": None})
+
+
 def on_interrupt(then, kept=None):
     """From now on, Ctrl-C tells the user ``then``: what is kept and how to go on; ``kept``: the first half alone
     (None where nothing is)."""

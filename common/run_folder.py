@@ -89,6 +89,7 @@ def open_run(script_file, cfg, device, checkpoint=None, sample_shape=None):
                            provenance=run_provenance(script, cfg, device) if distributed.is_main() else None)
     if distributed.is_main():
         _Console.install()
+    cli.reset_interruption()
     if trains and cfg.resume and _run.checkpoint.exists():
         cli.on_interrupt(f"rerun with --resume to continue from the last epoch saved in {_run.checkpoint}",
                          kept=f"the last epoch saved in {_run.checkpoint} is kept")
