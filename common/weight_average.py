@@ -6,8 +6,8 @@ in its first epoch a GAN's generator changes so fast that even an average of its
 than the generator itself (BENCHMARKS.md), so through the burn-in's epochs the average is G itself. From
 then on its half-life is counted in images and grows with the images seen since, as in StyleGAN2-ADA (Karras et al.
 2020, ``ema_kimg`` and ``ema_rampup``): after n of them it is min(half_life, rampup * n), and a step of B images moves
-the average by 1 - beta toward G, beta = 0.5 ** (B / half-life). So the average first spans only the last few percent
-of training and follows a generator that still changes fast; later it spans ``half_life`` images. The random initial
+the average by 1 - beta toward G, beta = 0.5 ** (B / half-life). So the average first spans only a small share of
+training so far and follows a generator that still changes fast; later it spans ``half_life`` images. The random initial
 weights never linger in it, as they would under a fixed decay (0.999 ** 938 = 39% of them after an MNIST epoch).
 
 Batch norm's running statistics cannot be averaged with the weights: those copied from G belong to G's weights and
@@ -21,8 +21,8 @@ from common import cli
 
 SETTINGS = {  # the flags of both GAN scripts; each sets its own --ema-half-life
     "ema_burn_in": (1, "epochs before the average starts: until then it is G itself", "[0, inf)", cli.FIXED),
-    "ema_rampup": (0.05, "the average's half-life is at most this share of the images seen so far (StyleGAN2-ADA's "
-                         "ramp-up); 0: the full half-life from the first step", "[0, 1]", cli.FIXED),
+    "ema_rampup": (0.1, "the average's half-life is at most this share of the images seen since the burn-in "
+                        "(StyleGAN2-ADA's ramp-up); 0: the full half-life at once", "[0, 1]", cli.FIXED),
 }
 
 
