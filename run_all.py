@@ -154,8 +154,8 @@ def how_to_start(name, argv, root, overwrite):
     if ours or overwrite:
         return ["--overwrite"], True
     raise cli.UserError(f"{folder} holds a run that run_all.py did not start, {difference(name, recorded, argv)}: "
-                        f"move it elsewhere, give run_all.py a folder of its own with --out-dir DIR, or pass --overwrite "
-                        f"to replace it")
+                        f"move it elsewhere, give run_all.py a folder of its own with --out-dir DIR, or pass "
+                        f"--overwrite to replace it")
 
 
 def difference(name, recorded, argv):
