@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 import vae_mnist
 from common import cli
@@ -58,3 +59,12 @@ def test_corrupt_checkpoint_is_one_line_and_exit_code_2(data_dir, tmp_path):
     result = run_script("--data-dir", str(data_dir), "--out-dir", str(tmp_path), "--epochs", "0")
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "corrupt or truncated" in result.stderr and (tmp_path / "checkpoint.pt").exists()
+
+
+def test_binarize_draws_black_and_white_pixels_with_the_grey_levels_as_their_probabilities():
+    grey = torch.tensor([0, 64, 128, 255], dtype=torch.uint8).repeat(20000, 1)
+    drawn = vae_mnist.binarize(grey, torch.Generator().manual_seed(0))
+    assert drawn.dtype == torch.uint8 and set(drawn.unique().tolist()) <= {0, 255}
+    assert torch.allclose((drawn == 255).float().mean(0), grey[0].float() / 255, atol=0.01)
+    again = vae_mnist.binarize(grey, torch.Generator().manual_seed(0))
+    assert torch.equal(drawn, again)  # the test images are binarised once, the same for every run
