@@ -276,12 +276,13 @@ def main(argv=None):
         metrics = {**gan.final_metrics({}, history), "sampled_epoch": checkpoint["epoch"],
                    "images": len(train_images), "unreadable_files_skipped": len(skipped), "note": NO_CLASSES_NOTE}
     metrics["seconds_per_epoch"] = sum(history["seconds"]) / len(history["seconds"])
-    if not judged:
-        fid_reference, reference_name = train_images, f"the folder's {len(train_images)} images"
-    else:
-        fid_reference = data.load_cifar10(cfg.data_dir, train=cfg.fid_reference == "train")[0]
-        reference_name = f"CIFAR-10's {len(fid_reference)} {cfg.fid_reference} images"
-    return gan.report(metrics, generator, cfg, out, device, data.CIFAR10_CLASSES, fid_network, fid_reference,
+    reference = reference_name = None
+    if fid_network is not None and not judged:  # a folder of images is its own reference
+        reference, reference_name = train_images, f"the folder's {len(train_images)} images"
+    elif fid_network is not None:
+        reference = data.load_cifar10(cfg.data_dir, train=cfg.fid_reference == "train")[0]
+        reference_name = f"CIFAR-10's {len(reference)} {cfg.fid_reference} images"
+    return gan.report(metrics, generator, cfg, out, device, data.CIFAR10_CLASSES, fid_network, reference,
                       reference_name)
 
 

@@ -172,9 +172,11 @@ def main(argv=None):
 
     plot_figures(history, average, out, device)
     metrics = gan.final_metrics(final(average), history, judge)
-    fid_reference = train_images if cfg.fid_reference == "train" else data.load_mnist(cfg.data_dir, train=False)[0]
-    return gan.report(metrics, average, cfg, out, device, range(10), fid_network, fid_reference,
-                      f"MNIST's {len(fid_reference)} {cfg.fid_reference} images")
+    reference = reference_name = None
+    if fid_network is not None:  # the real images the standard FID and KID compare with
+        reference = train_images if cfg.fid_reference == "train" else data.load_mnist(cfg.data_dir, train=False)[0]
+        reference_name = f"MNIST's {len(reference)} {cfg.fid_reference} images"
+    return gan.report(metrics, average, cfg, out, device, range(10), fid_network, reference, reference_name)
 
 
 if __name__ == "__main__":
