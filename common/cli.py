@@ -1,15 +1,9 @@
-"""Settings and command-line flags, the same for every script.
+"""Settings and command-line flags, the same for every script, and how a script ends: one line on an error or Ctrl-C.
 
-Each script keeps its settings in one visible dict, ``name: (default, help)`` or ``name: (default, help, allowed)``,
-and calls ``parse``. Every setting becomes a flag spelled the same way in every script (``batch_size`` ->
-``--batch-size``); the flag's type is the default's type (a list default takes several whole numbers). ``allowed`` is
-the interval a number must lie in, in the usual notation ("[1, inf)": at least 1; "(0, 1)": strictly between), or
-the tuple of words a text setting may be; a number without it must be >= 0. Unknown flags and values outside what is
-allowed stop the script at once, before any data is read, with one line on stderr and exit code 2.
-
-A setting whose tuple ends with ``FIXED`` is fixed on resume: it shapes the model, the data or its order, or the
-optimizer, so a run continued with --resume must keep its value (``fixed_on_resume`` lists them for
-``checkpoints.check_resumable``); --help says so beside its default.
+Each script keeps its settings in one dict, ``name: (default, help)`` or ``name: (default, help, allowed)``, and
+calls ``parse``: ``batch_size`` becomes ``--batch-size``, of the default's type. ``allowed`` is the interval a number
+must lie in ("[1, inf)", "(0, 1)"; >= 0 without it) or the words a text setting may be. A tuple ending in ``FIXED``
+marks a setting that shapes the model, the data or the optimizer, which a run continued with --resume must keep.
 """
 import argparse
 import contextlib
@@ -23,8 +17,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-# The marker that ends the tuple of a setting fixed on resume.
-FIXED = "fixed on resume"
+FIXED = "fixed on resume"  # the marker that ends the tuple of a setting fixed on resume
 
 # Flags every script accepts.
 BASE_SETTINGS = {
@@ -45,8 +38,6 @@ TRAINING_SETTINGS = {
     "num_samples": (0, "also write N generated images to samples.npz (key 'images', uint8)"),
     "tensorboard": (False, "also log every curve to <out-dir>/tensorboard/ (needs pip install tensorboard)"),
 }
-
-DEFAULT_INTERVAL = "[0, inf)"  # every count, size and rate here: none has a meaningful negative value
 
 
 class UserError(Exception):
@@ -84,30 +75,20 @@ class _HelpFormatter(argparse.HelpFormatter):
         return "\n".join(lines).strip("\n")
 
 
-def parse_interval(text):
-    """ "[1, inf)" -> (1.0, inf, True, False): the bounds and whether each is included."""
-    match = re.fullmatch(r"([\[(])\s*(\S+)\s*,\s*(\S+)\s*([\])])", text)
-    if match is None:
-        raise ValueError(f"not an interval: {text!r}")
-    opening, low, high, closing = match.groups()
-    return float(low), float(high), opening == "[", closing == "]"
-
-
-def describe_interval(text):
-    """ "[1, inf)" -> ">= 1", "(0, 1)" -> "between 0 and 1 (both excluded)": the words of an error message."""
-    low, high, low_closed, high_closed = parse_interval(text)
+def _check_interval(name, value, interval):
+    """Refuse a number, or a list of them, outside ``interval``: "[1, inf)", "(0, 1)", ..."""
+    opening, low, high, closing = re.fullmatch(r"([\[(])\s*(\S+)\s*,\s*(\S+)\s*([\])])", interval).groups()
+    low, high, low_closed, high_closed = float(low), float(high), opening == "[", closing == "]"
+    if all(math.isfinite(v) and (v >= low if low_closed else v > low) and (v <= high if high_closed else v < high)
+           for v in (value if isinstance(value, list) else [value])):
+        return
     if math.isinf(high):
-        return f"{'>=' if low_closed else '>'} {low:g}"
-    ends = {(True, True): "both included", (False, False): "both excluded",
-            (True, False): f"{high:g} excluded", (False, True): f"{low:g} excluded"}[low_closed, high_closed]
-    return f"between {low:g} and {high:g} ({ends})"
-
-
-def in_interval(value, text):
-    low, high, low_closed, high_closed = parse_interval(text)
-    above = value >= low if low_closed else value > low
-    below = value <= high if high_closed else value < high
-    return above and below
+        words = f"{'>=' if low_closed else '>'} {low:g}"
+    else:
+        ends = {(True, True): "both included", (False, False): "both excluded",
+                (True, False): f"{high:g} excluded", (False, True): f"{low:g} excluded"}[low_closed, high_closed]
+        words = f"between {low:g} and {high:g} ({ends})"
+    raise UserError(f"{_flag(name)} must be {words}, got {value}")
 
 
 def defaults(settings):
@@ -138,10 +119,8 @@ def _help(help_text, default, fixed):
     return f"{help_text} ({'; '.join(notes).replace('%', '%%')})" if notes else help_text
 
 
-def _metavar(name, default, allowed):
-    """What --help writes after a flag: {the, words} a text setting may be, DIR, PATH, TEXT, INT or FLOAT."""
-    if allowed is not None and isinstance(default, str):
-        return "{" + ",".join(word for word in allowed if word) + "}"
+def _metavar(name, default):
+    """What --help writes after a flag that takes one value: INT, FLOAT, DIR, PATH or TEXT."""
     if isinstance(default, (int, float)):
         return type(default).__name__.upper()
     if name.endswith("_dir"):
@@ -155,73 +134,69 @@ def parse(settings, description, argv=None):
     resumable = "resume" in settings  # "fixed on resume" means nothing to a script that cannot resume
     for name, setting in settings.items():
         default, help_text, allowed, fixed = _unpack(setting)
-        flag, help_text = "--" + name.replace("_", "-"), _help(help_text, default, fixed and resumable)
+        flag, help_text = _flag(name), _help(help_text, default, fixed and resumable)
         if isinstance(default, bool):
-            parser.add_argument(flag, default=default, action=argparse.BooleanOptionalAction, help=help_text)
+            kind = {"action": argparse.BooleanOptionalAction}
         elif isinstance(default, list):  # a list of whole numbers: --classes 3 8
-            parser.add_argument(flag, default=default, nargs="*", type=int, help=help_text, metavar="N")
+            kind = {"nargs": "*", "type": int, "metavar": "N"}
         elif isinstance(default, str) and allowed:  # one of a few words: argparse names them on a bad value
-            parser.add_argument(flag, default=default, choices=allowed, help=help_text,
-                                metavar=_metavar(name, default, allowed))
+            kind = {"choices": allowed, "metavar": "{" + ",".join(word for word in allowed if word) + "}"}
         else:
-            parser.add_argument(flag, default=default, type=str if default is None else type(default),
-                                help=help_text, metavar=_metavar(name, default, allowed))
+            kind = {"type": str if default is None else type(default), "metavar": _metavar(name, default)}
+        parser.add_argument(flag, default=default, help=help_text, **kind)
     args = parser.parse_args(argv)
     for name, setting in settings.items():
         default, _, allowed, _ = _unpack(setting)
-        if isinstance(default, bool) or not isinstance(default, (int, float, list)):
-            continue
-        interval = allowed or DEFAULT_INTERVAL
-        value = getattr(args, name)
-        values = value if isinstance(value, list) else [value]
-        if not all(math.isfinite(v) and in_interval(v, interval) for v in values):
-            raise UserError(f"--{name.replace('_', '-')} must be {describe_interval(interval)}, got {value}")
+        if isinstance(default, (int, float, list)) and not isinstance(default, bool):
+            # No count, size or rate here has a meaningful negative value.
+            _check_interval(name, getattr(args, name), allowed or "[0, inf)")
     return args
 
 
-def as_flag(name, value):
-    """How a setting's value is spelled on the command line: ``--latent-dim 64``, ``--no-minibatch-std``."""
-    flag = "--" + name.replace("_", "-")
+def _flag(name):
+    return "--" + name.replace("_", "-")
+
+
+def flag_words(name, value):
+    """How a setting's value is typed on the command line: ``["--latent-dim", "64"]``, ``["--no-minibatch-std"]``."""
     if isinstance(value, bool):
-        return flag if value else "--no-" + flag[2:]
-    if isinstance(value, list):
-        return " ".join([flag, *map(str, value)])
-    return f"{flag} {value}"
+        return [_flag(name) if value else "--no-" + _flag(name)[2:]]
+    return [_flag(name), *map(str, value if isinstance(value, list) else [value])]
 
 
-# What Ctrl-C leaves behind, in words that hold for the step the run is in: common/run_folder.py and
-# common/checkpoints.py keep it current (a run opened, a checkpoint saved, a step that writes nothing until it ends);
-# run() prints it. "kept" is what is kept alone, without the script's own next command: run_all.py, which runs the
-# scripts' mains and has a next command of its own, says it with that.
+def as_flag(name, value):
+    """``flag_words`` as one string, for messages: ``--latent-dim 64``."""
+    return " ".join(flag_words(name, value))
+
+
+# What Ctrl-C leaves behind, in words that hold for the step the run is in, kept current by common/run_folder.py and
+# common/checkpoints.py and printed by run(). "kept" is the same without the script's own next command, for
+# run_all.py, which has a next command of its own.
 _interruption = {"while": None, "then": "rerun the same command to start again", "kept": None}
 
 
 def reset_interruption():
-    """A new run or stage begins: nothing in progress, nothing kept yet (an earlier one's interrupted step, in the
-    same process, says nothing about it)."""
+    """A new run or stage begins: nothing in progress or kept yet, whatever an earlier one in this process said."""
     _interruption.update({"while": None, "then": "rerun the same command to start again", "kept": None})
 
 
 def on_interrupt(then, kept=None):
-    """From now on, Ctrl-C tells the user ``then``: what is kept and how to go on; ``kept``: the first half alone
-    (None where nothing is)."""
+    """From now on, Ctrl-C says ``then``: what is kept and how to go on; ``kept``: the first half alone, or None."""
     _interruption["then"], _interruption["kept"] = then, kept
 
 
 @contextlib.contextmanager
 def step_without_saving(description):
-    """Within the block, Ctrl-C says that the run was stopped while ``description`` (a step that saves nothing
-    until it ends, such as training the cached classifier)."""
-    outer = _interruption["while"]
-    _interruption["while"] = description
+    """Within the block, Ctrl-C says that the run was stopped while ``description``: a step that saves nothing until
+    it ends, such as training the cached classifier."""
+    outer, _interruption["while"] = _interruption["while"], description
     try:
         yield
     except KeyboardInterrupt:
-        raise  # run() prints the description on its way out
-    except BaseException:
-        _interruption["while"] = outer
+        outer = description  # kept, for run() to print on the way out
         raise
-    _interruption["while"] = outer
+    finally:
+        _interruption["while"] = outer
 
 
 def run_script(script, *flags):
@@ -240,17 +215,15 @@ def interruption_message(where="", then=None):
     """What Ctrl-C says now: "interrupted[ where][ while the step]: what is kept; how to go on". ``then``: another
     way on than the script's own (run_all.py's), said after what is kept."""
     during = f" while {_interruption['while']}" if _interruption["while"] else ""
-    if then is None:
-        return f"interrupted{where}{during}: {_interruption['then']}"
     kept = _interruption["kept"]
-    return f"interrupted{where}{during}: {kept + '; ' if kept else ''}{then}"
+    way_on = _interruption["then"] if then is None else f"{kept + '; ' if kept else ''}{then}"
+    return f"interrupted{where}{during}: {way_on}"
 
 
 def run(main):
-    """Call ``main()`` as a command: user errors become one line on stderr and exit code 2; Ctrl-C exits with 130
-    and one line saying what was kept (every file is written atomically) and how to go on. The line also ends the
-    run's log.txt, where the run has begun one (common/run_folder.py). Under torchrun every process reports its own
-    error (it may be its own, such as a missing GPU), and rank 0 alone speaks for the run on Ctrl-C."""
+    """Call ``main()`` as a command: a user error is one line on stderr (and in log.txt) and exit code 2; Ctrl-C exits
+    with 130 and one line saying what was kept and how to go on. Under torchrun every process reports its own error
+    (such as a missing GPU), and rank 0 alone speaks for the run on Ctrl-C."""
     try:
         main()
     except UserError as error:
