@@ -1,14 +1,7 @@
-"""The output folder as the record of one run.
-
-``open_run`` checks the folder before anything is written (a path that can hold a folder, no other live run writing
-there, no run of another script or of other settings in it) and claims it; the record begins only once every check
-has passed: with the run's first checkpoint for a script that trains, which is written after the resume checks, or
-with ``start_record``. It is config.json (the settings, the command, the date, the git commit, the library versions
-and the device), log.txt (the console output of every run in the folder), and beside a checkpoint history.csv (one
-row per epoch: every per-epoch curve of the figures) and, for the GANs, steps.csv (one row per iteration), rewritten
-with every checkpoint (common/checkpoints.py calls ``record_epoch``); with --tensorboard, the same curves as
-TensorBoard events. An --epochs 0 run, which only evaluates and samples, leaves config.json as it is.
-"""
+"""The output folder as the record of one run: config.json (settings, command, date, git commit, versions, device),
+log.txt (the console output of every run in the folder) and, rewritten with every checkpoint, history.csv (one row
+per epoch), the GANs' steps.csv (one row per iteration) and, with --tensorboard, the same curves as events. Nothing
+is written until every check has passed; an --epochs 0 run, which only evaluates and samples, keeps config.json."""
 import contextlib
 import datetime
 import fcntl
@@ -30,9 +23,9 @@ from common import cli, distributed
 from common.cli import UserError
 from common.files import check_samples_fit, unwritable, write_csv, write_json
 
+
 def output_folder(script_file, out_dir=None):
-    """``--out-dir`` or ``outputs/<script name>``, created if needed; a path that cannot be a writable folder is a
-    ``UserError``."""
+    """``--out-dir`` or ``outputs/<script name>``, created if needed."""
     folder = Path(out_dir) if out_dir else Path("outputs") / Path(script_file).stem
     problem = unwritable(folder)
     if problem:
@@ -42,13 +35,10 @@ def output_folder(script_file, out_dir=None):
     return folder
 
 
-# Settings that say where or how a run goes, not what it computes: a run in a folder that holds one differing from
-# it in these only is the same run again.
+# Settings that say where or how a run goes, not what it computes: runs that differ in these only are the same run.
 WHERE_AND_HOW = ("data_dir", "out_dir", "device", "resume", "overwrite", "tensorboard", "num_samples")
-LOG = "log.txt"
-# What a run replaced by a fresh one may have left that the new one need not write again (samples.npz without
-# --num-samples, a best.pt a folder dataset never writes, events without --tensorboard): removed when the new run's
-# record begins, so that nothing in the folder belongs to a model that is no longer there.
+# What an earlier run may have left that a fresh one need not write again (samples.npz without --num-samples, ...):
+# removed when the fresh run's record begins, so that nothing in the folder belongs to a model no longer there.
 EARLIER_RUNS_FILES = ("samples.npz", "best.pt", "tensorboard")
 _run = None  # the open run (open_run), in the main process
 _locks = {}  # folder -> the open descriptor that holds its lock, for this process's life
@@ -57,8 +47,8 @@ _started_by = None  # the command that calls the scripts' mains, while it does (
 
 @contextlib.contextmanager
 def started_by(command):
-    """Runs opened within the block record in config.json that ``command`` (run_all.py) started them, so that it
-    can tell its own runs, which it may start over, from a user's, which it must leave alone."""
+    """Runs opened within the block record that ``command`` (run_all.py) started them: it may start its own runs
+    over, but must leave a user's alone."""
     global _started_by
     outer, _started_by = _started_by, command
     try:
@@ -68,70 +58,63 @@ def started_by(command):
 
 
 def open_run(script_file, cfg, device, checkpoint=None, sample_shape=None):
-    """Check the output folder and claim it for this run; returns the folder. Nothing in it is written yet.
-
-    Refused with a ``UserError``: a path that cannot be a writable folder; a folder another live run is writing (a
-    lock on the folder, held until this process ends); a folder holding a run of another script, or, for a run that
-    starts over, of other settings than ``cfg`` (--overwrite allows both). ``checkpoint``: the name of the file a
-    training script saves after every epoch; its first save begins the record (config.json), so that the checks
-    done inside the training loop (--resume under the same settings) come first. ``sample_shape``: the C x H x W of
-    the images --num-samples asks for, whose samples.npz the disk must be able to hold. From here on the console's
-    output is kept, and written to log.txt when the record begins.
-    """
+    """Check the output folder and claim it for this run (nothing is written in it yet); returns the folder. Refused:
+    a folder another live run is writing, or one holding a run of another script or, for a run that starts over, of
+    other settings (--overwrite allows both). ``checkpoint``: the file a training script saves every epoch, whose
+    first save, after the resume checks, begins the record. ``sample_shape``: C x H x W of the --num-samples images."""
     global _run
     script = Path(script_file).name
     folder = output_folder(script_file, cfg.out_dir)
     trains = checkpoint is not None
-    distributed.from_main(_claim, folder, script, cfg, trains, sample_shape)
-    _run = SimpleNamespace(folder=folder, script=script, cfg=cfg, checkpoint=folder / checkpoint if trains else None,
+    fresh = not trains or (cfg.epochs > 0 and not cfg.resume)  # a run that starts over, not one continued
+    distributed.from_main(_claim, folder, script, cfg, fresh, sample_shape)
+    _run = SimpleNamespace(folder=folder, checkpoint=folder / checkpoint if trains else None, fresh=fresh,
                            begun=False, configured=False, tensorboard=getattr(cfg, "tensorboard", False),
-                           fresh=not trains or (cfg.epochs > 0 and not cfg.resume),
                            provenance=run_provenance(script, cfg, device) if distributed.is_main() else None)
     if distributed.is_main():
-        _Console.install()
-    cli.reset_interruption()
+        stream = sys.stdout.stream if isinstance(sys.stdout, _Console) else sys.stdout
+        sys.stdout = _Console(stream)  # a new run keeps nothing an earlier one printed
+    cli.reset_interruption()  # Ctrl-C: "rerun the same command to start again", unless a checkpoint is or will be kept
     if trains and cfg.resume and _run.checkpoint.exists():
         cli.on_interrupt(f"rerun with --resume to continue from the last epoch saved in {_run.checkpoint}",
                          kept=f"the last epoch saved in {_run.checkpoint} is kept")
     elif trains and cfg.epochs:
         cli.on_interrupt("no epoch was finished; rerun the same command to start again", kept="no epoch was finished")
-    else:
-        cli.on_interrupt("rerun the same command to start again")
     return folder
 
 
-def _claim(folder, script, cfg, trains, sample_shape):
+def _claim(folder, script, cfg, starts_over, sample_shape):
     _lock(folder)
     if getattr(cfg, "tensorboard", False):
-        _check_tensorboard()
+        try:
+            from torch.utils.tensorboard import SummaryWriter  # noqa: F401  (only its presence is checked here)
+        except ImportError:
+            raise UserError("--tensorboard needs the tensorboard package, which is not installed: pip install "
+                            "tensorboard (or drop --tensorboard: history.csv holds the same curves)") from None
     if getattr(cfg, "num_samples", 0):
         check_samples_fit(folder, cfg.num_samples, sample_shape)
     if not getattr(cfg, "overwrite", False):
-        _check_previous_run(folder, script, cfg, starts_over=not trains or (cfg.epochs > 0 and not cfg.resume))
+        _check_previous_run(folder, script, cfg, starts_over)
 
 
 def _lock(folder):
-    """An exclusive lock on the folder itself (no lock file to leave behind), for as long as this process lives; a
-    second call from this process for the same folder keeps the lock it holds."""
+    """An exclusive lock on the folder itself (no lock file to leave behind), for as long as this process lives."""
     key = folder.resolve()
     if key in _locks:
         return
     descriptor = os.open(key, os.O_RDONLY)
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        _locks[key] = descriptor
+    except OSError as error:  # another run's lock, or a file system that cannot lock (the run goes on unguarded)
         os.close(descriptor)
-        raise UserError(f"{folder} is being written by another run that is still going: wait for it to end, or "
-                        f"choose another --out-dir") from None
-    except OSError:  # a file system that cannot lock a folder: the run goes on unguarded
-        os.close(descriptor)
-        return
-    _locks[key] = descriptor
+        if isinstance(error, BlockingIOError):
+            raise UserError(f"{folder} is being written by another run that is still going: wait for it to end, or "
+                            f"choose another --out-dir") from None
 
 
 def _check_previous_run(folder, script, cfg, starts_over):
-    """Refuse a folder whose config.json is another script's run, or, when this run starts over, a run of other
-    settings; a run continued (--resume) is checked against its checkpoint by the training loop."""
+    """Refuse a folder holding a run of another script or, when this run starts over, of other settings."""
     path = folder / "config.json"
     if not path.is_file():
         return
@@ -139,11 +122,10 @@ def _check_previous_run(folder, script, cfg, starts_over):
     try:
         record = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError):
-        raise UserError(f"{path} is not a readable run record, so {folder} may hold another run: choose another "
-                        f"--out-dir, {replace}") from None
+        record = None
     if not isinstance(record, dict) or "script" not in record:
-        raise UserError(f"{path} is not a run record of this project, so {folder} may hold another run: choose "
-                        f"another --out-dir, {replace}")
+        what = "a readable run record" if record is None else "a run record of this project"
+        raise UserError(f"{path} is not {what}, so {folder} may hold another run: choose another --out-dir, {replace}")
     ours, theirs, settings = vars(cfg), record["script"], record.get("settings") or {}
     if theirs != script:
         raise UserError(f"{folder} holds a run of {theirs}, not of {script}: choose another --out-dir, {replace}")
@@ -151,28 +133,27 @@ def _check_previous_run(folder, script, cfg, starts_over):
         return
     for name, value in settings.items():
         if name in ours and name not in WHERE_AND_HOW and value != ours[name]:
-            go_on = "continue it with --resume, choose another --out-dir" if "resume" in ours else \
-                "choose another --out-dir"
+            go_on = ("continue it with --resume, " if "resume" in ours else "") + "choose another --out-dir"
             raise UserError(f"{folder} holds a run of {script} with {cli.as_flag(name, value)}, not "
                             f"{cli.as_flag(name, ours[name])}: {go_on}, {replace}")
 
 
 def start_record():
     """Begin the record once every check of the run has passed: log.txt, and config.json for a script that does not
-    train (one that trains writes it with its first checkpoint: an --epochs 0 run leaves it as it is). Later calls
-    do nothing."""
+    train (one that trains writes it with its first checkpoint). Later calls do nothing."""
     if _run is None or _run.begun or not distributed.is_main():
         return
     _run.begun = True
     if _run.checkpoint is None:
         write_json(_run.folder / "config.json", _run.provenance)
-    _Console.begin(_run.folder / LOG, "w" if _run.fresh else "a",
-                   f"== {_run.provenance['started']}  {_run.provenance['command']}\n")
+    if isinstance(sys.stdout, _Console):
+        sys.stdout.begin(_run.folder / "log.txt", "w" if _run.fresh else "a",
+                         f"== {_run.provenance['started']}  {_run.provenance['command']}\n")
 
 
 def record_epoch(path, state):
-    """What a saved checkpoint of the open run adds to its record: config.json with the first, and every time
-    history.csv, steps.csv and the TensorBoard events of the epoch (``state``: what the checkpoint holds)."""
+    """What a saved checkpoint (holding ``state``) of the open run adds to its record: config.json with the first,
+    then the curves of every epoch."""
     if _run is None or Path(path) != _run.checkpoint or not distributed.is_main():
         return
     if not _run.configured:
@@ -210,20 +191,17 @@ def interrupt_message_after(path, state):
 
 
 def history_tables(history, epochs):
-    """A checkpoint's history as (rows per epoch, rows per iteration), each row a dict of column -> number.
-
-    Lists of one value per epoch become columns of the first table; the GANs' quality numbers, measured at the
-    epochs in ``quality_epoch``, go to the rows of those epochs (blank in the others), a list per measurement (class
-    shares) to one column per entry; ``step_*`` lists, one value per iteration, make the second table.
-    """
+    """A checkpoint's history as (rows per epoch, rows per iteration), each row a dict of column -> number. The GANs'
+    quality numbers go to the rows of the epochs in ``quality_epoch`` (blank in the others), a list per measurement
+    (class shares) to one column per entry; ``step_*`` lists, one value per iteration, make the second table."""
     per_epoch = [{"epoch": epoch} for epoch in range(1, epochs + 1)]
     per_step, measured = [], history.get("quality_epoch")
     for key, values in history.items():
         if key == "quality_epoch" or not values:
             continue
         if key.startswith("step_"):
-            if not per_step:
-                per_step = [{"iteration": i + 1, "epoch": None} for i in range(len(values))]
+            if not per_step:  # iterations split evenly over the epochs: --batch-size and --limit are fixed on resume
+                per_step = [{"iteration": i + 1, "epoch": 1 + i * epochs // len(values)} for i in range(len(values))]
             for row, value in zip(per_step, values):
                 row[key.removeprefix("step_")] = value
             continue
@@ -233,22 +211,11 @@ def history_tables(history, epochs):
         for epoch, value in zip(epochs_of, values):
             cells = {f"{key}_{i}": part for i, part in enumerate(value)} if isinstance(value, list) else {key: value}
             per_epoch[epoch - 1].update(cells)
-    for row in per_step:  # iterations split evenly over the epochs: --batch-size and --limit are fixed on resume
-        row["epoch"] = 1 + (row["iteration"] - 1) * epochs // len(per_step)
     return per_epoch, per_step
 
 
-def _check_tensorboard():
-    try:
-        from torch.utils.tensorboard import SummaryWriter  # noqa: F401  (only its presence is checked here)
-    except ImportError:
-        raise UserError("--tensorboard needs the tensorboard package, which is not installed: pip install "
-                        "tensorboard (or drop --tensorboard: history.csv holds the same curves)") from None
-
-
 def _log_to_tensorboard(per_epoch, per_step, epoch):
-    """The epoch just saved, as scalars: its row of history.csv at step ``epoch``, its rows of steps.csv at their
-    iteration. A resumed run writes the epochs it trains again over those an interrupted run had logged."""
+    """The epoch just saved, as scalars at its epoch and its iterations (a resumed run logs over an interrupted one)."""
     if _run.tensorboard is True:
         from torch.utils.tensorboard import SummaryWriter  # a fresh run's folder has no earlier events (record_epoch)
         _run.tensorboard = SummaryWriter(_run.folder / "tensorboard")
@@ -280,18 +247,11 @@ def run_provenance(script, cfg, device):
 
 
 def _command(script, cfg):
-    """The command line as typed (under torchrun, the torchrun command that starts it again: distributed.launcher);
-    where ``main`` was called from Python, the command that reproduces its settings."""
+    """The command line as typed, or where ``main`` was called from Python, the command with its settings."""
     if Path(sys.argv[0]).name == script:
         return shlex.join([*distributed.launcher(), *sys.argv])
-    words = [*distributed.launcher(), script]
-    for name, value in vars(cfg).items():
-        flag = "--" + name.replace("_", "-")
-        if isinstance(value, bool):
-            words.append(flag if value else "--no-" + flag[2:])
-        elif value is not None:
-            words += [flag, *map(str, value if isinstance(value, list) else [value])]
-    return shlex.join(words)
+    flags = [word for name, value in vars(cfg).items() if value is not None for word in cli.flag_words(name, value)]
+    return shlex.join([*distributed.launcher(), script, *flags])
 
 
 def _git_commit(repository):
@@ -314,32 +274,15 @@ class _Console:
     def __init__(self, stream):
         self.stream, self.file, self.pending = stream, None, []
 
-    @classmethod
-    def install(cls):
-        if not isinstance(sys.stdout, cls):
-            sys.stdout = cls(sys.stdout)
-        sys.stdout.reset()
-
-    @classmethod
-    def begin(cls, path, mode, header):
-        if isinstance(sys.stdout, cls):
-            sys.stdout.open(path, mode, header)
-
-    def reset(self):
-        if self.file is not None:
-            self.file.close()
-        self.file, self.pending = None, []
-
-    def open(self, path, mode, header):
+    def begin(self, path, mode, header):
         self.file = open(path, mode, buffering=1, encoding="utf-8")
         self.file.write(header + "".join(self.pending))
-        self.pending = []
 
     def log_only(self, text):
-        if self.file is not None:
-            self.file.write(text)
-        else:
+        if self.file is None:
             self.pending.append(text)
+        else:
+            self.file.write(text)
 
     def write(self, text):
         self.log_only(text)
