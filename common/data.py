@@ -1,10 +1,5 @@
-"""Datasets as uint8 tensors on the run's device, and batches by slicing a random permutation.
-
-The airbench recipe without its CUDA-only parts: decode a dataset once, keep it on the device as uint8 (MNIST's 60k
-training images are 47 MB), draw each batch by indexing with a slice of a random permutation and scale it to floats
-on the device. There is no DataLoader and no per-image PIL transform in any training loop.
-"""
-import contextlib
+"""Datasets as uint8 tensors on the run's device, batched by slicing a random permutation: the airbench recipe
+without its CUDA-only parts. Each dataset is decoded once; no training loop has a DataLoader or per-image PIL work."""
 import hashlib
 import itertools
 import math
@@ -32,30 +27,23 @@ USER_ARRAYS = "N x 28 x 28 or N x 1 x 28 x 28, uint8 0..255 or float 0..1"  # wh
 
 
 def data_folder(data_dir=None):
-    """The folder to read from, and whether downloading into it is allowed.
-
-    An explicit folder (``--data-dir`` or ``$GENMODELS_DATA``) is the user's own copy and is never downloaded into;
-    only the default ``./data`` is, so nothing ever reaches for the network behind the user's back.
-    """
-    if data_dir:
-        return Path(data_dir), False
-    if os.environ.get(DATA_ENV):
-        return Path(os.environ[DATA_ENV]), False
+    """The folder to read from, and whether downloading into it is allowed: only the default ./data is, never the
+    user's own copy (``--data-dir`` or ``$GENMODELS_DATA``), so nothing reaches for the network behind their back."""
+    if data_dir or os.environ.get(DATA_ENV):
+        return Path(data_dir or os.environ[DATA_ENV]), False
     return DEFAULT_DATA_DIR, True
 
 
-@contextlib.contextmanager
-def one_download_at_a_time(folder, may_download):
-    """Under torchrun, the processes of a machine take turns at a folder they may download into (a file lock): the
-    first downloads what is missing, the others then find it there and read it."""
+def _torchvision_dataset(dataset_class, folder, train, may_download):
+    """torchvision's ``dataset_class``, downloaded into ``folder`` first where that is allowed. Under torchrun the
+    processes of a machine take turns (a file lock): the first downloads what is missing, the others then read it."""
     if not (may_download and distributed.launched_by_torchrun()):
-        yield
-        return
+        return dataset_class(folder, train=train, download=may_download)
     import fcntl  # POSIX only, like torchrun's multi-process runs
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / ".download.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
+        return dataset_class(folder, train=train, download=may_download)
 
 
 def load_mnist(data_dir=None, train=True, device="cpu", name="mnist", limit=0):
@@ -65,32 +53,24 @@ def load_mnist(data_dir=None, train=True, device="cpu", name="mnist", limit=0):
     raw = folder / dataset_class.__name__ / "raw"
     damaged = damaged_idx_file(raw, train)
     if damaged:
-        path, why = damaged
         again = ("delete it and rerun to download it again" if may_download else
                  f"replace it with a good copy: delete it, then python -c \"from torchvision import datasets; "
                  f"datasets.{dataset_class.__name__}('{folder}', download=True)\" downloads one")
-        raise UserError(f"{path} is damaged ({why}): {again}")
+        raise UserError(f"{damaged[0]} is damaged ({damaged[1]}): {again}")
     try:
-        with one_download_at_a_time(folder, may_download):
-            dataset = dataset_class(folder, train=train, download=may_download)
+        dataset = _torchvision_dataset(dataset_class, folder, train, may_download)
     except Exception as error:  # torchvision raises RuntimeError for missing files, URLError and others when offline
         hint = "it could not be downloaded" if may_download else "downloads go only to the default ./data"
         raise UserError(f"{dataset_class.__name__} not found in {raw} ({hint}: {error.__class__.__name__}); "
                         f"pass --data-dir DIR or set {DATA_ENV}=DIR, where DIR holds "
                         f"{dataset_class.__name__}/raw/*-ubyte") from None
-    images, labels = dataset.data, dataset.targets
-    if limit:
-        images, labels = images[:limit], labels[:limit]
-    return images.unsqueeze(1).to(device), labels.to(device)
+    return dataset.data[:limit or None].unsqueeze(1).to(device), dataset.targets[:limit or None].to(device)
 
 
 def damaged_idx_file(raw, train):
-    """The first of a split's two MNIST files (IDX format) that is there but not whole, and why; None where both are
-    whole or absent (an absent file is torchvision's to report).
-
-    An IDX file is a magic number (2051 for images, 2049 for labels), one big-endian 32-bit size per dimension, then
-    the uint8 values; a truncated or overwritten file shows in its header, its length or its labels' range.
-    """
+    """(path, why) for the first of a split's two MNIST files that is there but not whole; None where both are whole
+    or absent (an absent file is torchvision's to report). An IDX file is a magic number (2051 images, 2049 labels),
+    one big-endian int32 per dimension, then uint8 values: damage shows in its header, length or labels' range."""
     prefix = "train" if train else "t10k"
     images, labels = raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte"
     counts = []
@@ -117,65 +97,67 @@ def damaged_idx_file(raw, train):
 
 
 def load_cifar10(data_dir=None, train=True, device="cpu", limit=0, log=print):
-    """CIFAR-10 as (images, labels): uint8 N x 3 x 32 x 32 and int64 N, both on ``device``.
-
-    Reads torchvision's ``cifar-10-batches-py/`` when present (or downloads it into the default ./data), else the
-    image folder ``cifar10-jpeg/{train,test}/<class>/*.jpg``. The folder's JPEGs are decoded once (about 10 s for
-    the 50k training images) and the uint8 tensor cached under ./data/cache, never in the user's folder.
-    """
+    """CIFAR-10 as (images, labels): uint8 N x 3 x 32 x 32 and int64 N, both on ``device``. Reads torchvision's
+    ``cifar-10-batches-py/`` when present (or downloads it into the default ./data), else the image folder
+    ``cifar10-jpeg/{train,test}/<class>/*.jpg``, decoded once (about 10 s for the 50k training images) and cached."""
     folder, may_download = data_folder(data_dir)
     split = folder / "cifar10-jpeg" / ("train" if train else "test")
     if (folder / datasets.CIFAR10.base_folder).is_dir() or (may_download and not split.is_dir()):
-        images, labels = _read_cifar10_batches(folder, train, may_download)
+        try:
+            dataset = _torchvision_dataset(datasets.CIFAR10, folder, train, may_download)
+        except Exception as error:  # RuntimeError for missing or corrupt batches, URLError and others when offline
+            hint = "it could not be downloaded" if may_download else "its checksums do not match the original files"
+            raise UserError(f"CIFAR-10 not readable in {folder / datasets.CIFAR10.base_folder} ({hint}: "
+                            f"{error.__class__.__name__}); pass --data-dir DIR holding the original "
+                            f"{datasets.CIFAR10.base_folder}/ or cifar10-jpeg/<split>/<class>/*.jpg") from None
+        images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous()  # N x 32 x 32 x 3 -> N x 3 x 32 x 32
+        labels = torch.tensor(dataset.targets, dtype=torch.int64)
     elif split.is_dir():
         images, labels = _read_image_folder(split, limit, log)
     else:
         raise UserError(f"CIFAR-10 not found in {folder} (downloads go only to the default ./data): pass --data-dir "
                         f"DIR or set {DATA_ENV}=DIR, where DIR holds {datasets.CIFAR10.base_folder}/ or "
                         f"cifar10-jpeg/{split.name}/<class>/*.jpg")
-    if limit:
-        images, labels = images[:limit], labels[:limit]
-    return images.to(device), labels.to(device)
-
-
-def _read_cifar10_batches(folder, train, may_download):
-    try:
-        with one_download_at_a_time(folder, may_download):
-            dataset = datasets.CIFAR10(folder, train=train, download=may_download)
-    except Exception as error:  # RuntimeError for missing or corrupt batches, URLError and others when offline
-        hint = "it could not be downloaded" if may_download else "its checksums do not match the original files"
-        raise UserError(f"CIFAR-10 not readable in {folder / datasets.CIFAR10.base_folder} ({hint}: "
-                        f"{error.__class__.__name__}); pass --data-dir DIR holding the original "
-                        f"{datasets.CIFAR10.base_folder}/ or cifar10-jpeg/<split>/<class>/*.jpg") from None
-    images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous()  # N x 32 x 32 x 3 -> N x 3 x 32 x 32
-    return images, torch.tensor(dataset.targets, dtype=torch.int64)
+    return images[:limit or None].to(device), labels[:limit or None].to(device)
 
 
 def _read_image_folder(split, limit, log):
-    """Decode ``split/<class>/*.jpg``, in an order that interleaves the classes, through the cache when possible."""
+    """``split/<class>/*.jpg``, in an order that interleaves the classes, decoded through the cache."""
     per_class = [sorted((split / name).glob("*.jpg")) for name in CIFAR10_CLASSES]
     empty = [name for name, paths in zip(CIFAR10_CLASSES, per_class) if not paths]
-    if len(empty) == len(CIFAR10_CLASSES):
-        raise UserError(f"no images in {split}: it must hold one folder of *.jpg images per CIFAR-10 class, "
-                        f"{split}/airplane/ to {split}/truck/")
     if empty:
-        raise UserError(f"no *.jpg images in {split / empty[0]} ({len(empty)} of the 10 class folders are missing "
-                        f"or empty): every CIFAR-10 class needs its folder of images in {split}")
+        raise UserError(f"no images in {split / empty[0]} ({len(empty)} of the 10 class folders are missing or empty): "
+                        f"{split} must hold one folder of *.jpg images per CIFAR-10 class, airplane/ to truck/")
     # Round robin over the classes (the first image of each class, then the second, ...): the first N images, which
     # --limit keeps, then hold every class equally often, like the first N of torchvision's shuffled batches.
     order = [(label, path) for rank in itertools.zip_longest(*per_class)
              for label, path in enumerate(rank) if path is not None]
-    # The cache is named by the folder and its contents' counts and times, so a changed folder is decoded anew.
     times = [(split / name).stat().st_mtime_ns for name in CIFAR10_CLASSES]
     key = f"{split.resolve()}|{[len(paths) for paths in per_class]}|{times}"
-    cache = CACHE_DIR / f"cifar10-jpeg-{split.name}-{hashlib.sha1(key.encode()).hexdigest()[:12]}.pt"
+    decoded = _through_cache(f"cifar10-jpeg-{split.name}", key, f"{len(order)} JPEG images in {split}",
+                             lambda limit: _decode_jpegs(order[:limit or None]), limit, log)
+    return decoded["images"], decoded["labels"]
+
+
+def _through_cache(name, key, what, decode, limit, log):
+    """``decode(limit)``, a dict of tensors, cached under ./data/cache by ``key``, which changes with the folder's
+    contents; a quick trial (``limit``) decodes only what it keeps, and caches nothing."""
+    cache = CACHE_DIR / f"{name}-{hashlib.sha1(key.encode()).hexdigest()[:12]}.pt"
     if cache.exists():
-        cached = torch.load(cache, weights_only=True)
-        return cached["images"], cached["labels"]
-    if limit:  # a quick trial decodes only what it keeps
-        order = order[:limit]
-    else:
-        log(f"decoding {len(order)} JPEG images in {split} once; cached in {cache}")
+        return torch.load(cache, weights_only=True)
+    if limit:
+        return decode(limit)
+    log(f"decoding {what} once; cached in {cache}")
+    decoded = decode(0)
+    try:
+        files.atomic_write(cache, lambda temporary: torch.save(decoded, temporary))
+    except OSError as error:  # a read-only working folder costs the decoding time again, nothing else
+        log(f"could not cache the decoded images in {cache} ({error.__class__.__name__})")
+    return decoded
+
+
+def _decode_jpegs(order):
+    """(label, path) pairs -> {"images": uint8 N x 3 x 32 x 32, "labels": int64 N}; a damaged file is named."""
     contents = [path.read_bytes() for _, path in order]
     empty = next((path for (_, path), content in zip(order, contents) if not content), None)
     if empty:
@@ -194,27 +176,13 @@ def _read_image_folder(split, limit, log):
     wrong = next((path for (_, path), image in zip(order, decoded) if image.shape != (3, 32, 32)), None)
     if wrong:
         raise UserError(f"{wrong} is not a 32 x 32 image: the image folder must hold CIFAR-10's 32 x 32 images")
-    images = torch.stack(decoded)
-    labels = torch.tensor([label for label, _ in order], dtype=torch.int64)
-    if not limit:
-        try:
-            files.atomic_write(cache, lambda temporary: torch.save({"images": images, "labels": labels}, temporary))
-        except OSError as error:  # a read-only working folder costs the decoding time again, nothing else
-            log(f"could not cache the decoded images in {cache} ({error.__class__.__name__})")
-    return images, labels
+    return {"images": torch.stack(decoded), "labels": torch.tensor([label for label, _ in order], dtype=torch.int64)}
 
 
 def load_image_folder(folder, image_size, device="cpu", limit=0, log=print):
-    """Every image under ``folder`` as (uint8 N x 3 x image_size x image_size on ``device``, names of skipped files).
-
-    Sub-folders are searched recursively and their names ignored (they need not be classes). Each image is converted
-    to RGB, its short side resized to ``image_size`` and its centre cropped square (``resize_and_crop``). Files that
-    do not decode are skipped, counted and named. The images are decoded once, with a progress bar, and cached under
-    ./data/cache named by the folder, its files' names, sizes and times and the image size: an edited folder is
-    decoded anew, and nothing is ever written inside it. The order is a fixed shuffle of the sorted names, so the
-    first ``limit`` images, which a quick trial keeps, are a sample of the whole folder rather than its first
-    sub-folder.
-    """
+    """Every image under ``folder`` and its sub-folders as (uint8 N x 3 x image_size x image_size on ``device``, names
+    of unreadable files skipped), decoded once and cached. The order is a fixed shuffle, so that the first ``limit``
+    images, which a quick trial keeps, sample the whole folder rather than its first sub-folder."""
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"image folder {folder} not found: pass --data-dir DIR, where DIR holds your images "
@@ -225,31 +193,18 @@ def load_image_folder(folder, image_size, device="cpu", limit=0, log=print):
     paths = [paths[i] for i in torch.randperm(len(paths), generator=torch.Generator().manual_seed(0))]
     listing = [(str(path.relative_to(folder)), path.stat().st_size, path.stat().st_mtime_ns) for path in paths]
     key = f"{folder.resolve()}|{image_size}|{listing}"
-    digest = hashlib.sha1(key.encode()).hexdigest()[:12]
-    cache = CACHE_DIR / f"folder-{folder.resolve().name}-{image_size}px-{digest}.pt"
-    if cache.exists():
-        cached = torch.load(cache, weights_only=True)
-        images, skipped = cached["images"], cached["skipped"]
-    else:
-        if not limit:
-            log(f"decoding {len(paths)} images in {folder} once, at {image_size} x {image_size}; cached in {cache}")
-        images, skipped = _decode_folder(folder, paths, image_size, limit)
-        if not limit:  # a quick trial decodes only what it keeps, and caches nothing
-            try:
-                files.atomic_write(cache, lambda temporary: torch.save({"images": images, "skipped": skipped},
-                                                                      temporary))
-            except OSError as error:  # a read-only working folder costs the decoding time again, nothing else
-                log(f"could not cache the decoded images in {cache} ({error.__class__.__name__})")
+    decoded = _through_cache(f"folder-{folder.resolve().name}-{image_size}px", key,
+                             f"{len(paths)} images in {folder}, at {image_size} x {image_size}",
+                             lambda limit: _decode_folder(folder, paths, image_size, limit), limit, log)
+    images, skipped = decoded["images"], decoded["skipped"]
     if skipped:
         log(f"skipped {len(skipped)} unreadable file{'s' * (len(skipped) > 1)} in {folder}: "
             f"{', '.join(skipped[:3])}{', ...' if len(skipped) > 3 else ''}")
-    if limit:
-        images = images[:limit]
-    return images.to(device), skipped
+    return images[:limit or None].to(device), skipped
 
 
 def _decode_folder(folder, paths, image_size, limit):
-    """Decode ``paths`` (until ``limit`` images are readable, when set) into one uint8 tensor; and the skipped names."""
+    """Decode ``paths`` (until ``limit`` images are readable, when set): {"images": uint8 tensor, "skipped": names}."""
     images, skipped = [], []
     for path in progress.progress_bar(paths, f"decoding {folder}"):
         try:
@@ -263,7 +218,7 @@ def _decode_folder(folder, paths, image_size, limit):
     if not images:
         raise UserError(f"none of the {len(paths)} image files in {folder} could be decoded "
                         f"(the first: {skipped[0]}): check that they are images")
-    return torch.stack(images), skipped
+    return {"images": torch.stack(images), "skipped": skipped}
 
 
 def _decode(path):
@@ -278,15 +233,14 @@ def _decode(path):
 
 
 def load_user_images(path):
-    """A user's own 28 x 28 images as (ids, float N x 1 x 28 x 28 in [0, 1] on the CPU): a .npy or .npz array
-    (USER_ARRAYS; ids 0, 1, ...; in an .npz the array named 'images' or its only one) or a folder of PNG images (ids:
-    the file names). Anything else stops with one line naming the file and what is expected."""
+    """A user's own images as (ids, float N x 1 x 28 x 28 in [0, 1]): a .npy or .npz array (USER_ARRAYS; in an .npz
+    the one named 'images' or its only one; ids 0, 1, ...) or a folder of PNG images (ids: the file names)."""
     path = Path(path)
     if path.is_dir():
-        files = sorted(file for file in path.iterdir() if file.suffix.lower() == ".png" and file.is_file())
-        if not files:
+        pngs = sorted(file for file in path.iterdir() if file.suffix.lower() == ".png" and file.is_file())
+        if not pngs:
             raise UserError(f"no *.png images in {path}: expected a folder of 28 x 28 PNG images")
-        return [file.name for file in files], torch.stack([_read_grey_png(file) for file in files])[:, None]
+        return [file.name for file in pngs], torch.stack([_read_grey_png(file) for file in pngs])[:, None]
     if path.suffix not in (".npy", ".npz") or not path.is_file():
         raise UserError(f"--score {path}: expected an existing .npy or .npz file or a folder of PNG images")
     try:
@@ -304,21 +258,17 @@ def load_user_images(path):
         array = array[:, 0]
     if array.ndim != 3 or array.shape[1:] != (28, 28) or len(array) == 0:
         raise UserError(f"{path} holds an array of shape {array.shape}: expected {USER_ARRAYS}")
-    expected = "expected uint8 0..255 or float 0..1"
-    if array.dtype == np.uint8:
-        images = torch.from_numpy(array).float() / 255
-    elif not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):  # text, dates: no range to report
+    expected, floating = "expected uint8 0..255 or float 0..1", np.issubdtype(array.dtype, np.floating)
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):  # text, dates: no range to report
         raise UserError(f"{path} holds {array.dtype} values, not numbers: {expected}")
-    elif np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+    if floating and not np.isfinite(array).all():
         # The one thing to fix: a range "from nan to nan" would hide which pixels are wrong.
-        nan, infinite = int(np.isnan(array).sum()), int(np.isinf(array).sum())
-        what = " and ".join(f"{count} {kind} value{'s' if count > 1 else ''}"
-                            for count, kind in ((nan, "NaN"), (infinite, "infinite")) if count)
+        counts = {"NaN": int(np.isnan(array).sum()), "infinite": int(np.isinf(array).sum())}
+        what = " and ".join(f"{count} {kind} value{'s' * (count > 1)}" for kind, count in counts.items() if count)
         raise UserError(f"{path} holds {what} among its {array.size} pixels: {expected}, every pixel a number")
-    elif np.issubdtype(array.dtype, np.floating) and 0 <= array.min() <= array.max() <= 1:
-        images = torch.from_numpy(array.astype(np.float32))
-    else:
+    if array.dtype != np.uint8 and not (floating and 0 <= array.min() <= array.max() <= 1):
         raise UserError(f"{path} holds {array.dtype} values from {array.min()} to {array.max()}: {expected}")
+    images = torch.from_numpy(array.astype(np.float32)) / (255 if array.dtype == np.uint8 else 1)
     return [str(i) for i in range(len(images))], images[:, None]
 
 
@@ -335,16 +285,14 @@ def _read_grey_png(file):
         raise UserError(f"{file} is {image.size[0]} x {image.size[1]} pixels: expected 28 x 28")
     if image.mode in ("LA", "PA", "RGBA") or "transparency" in image.info:
         if np.asarray(image.convert("RGBA"))[..., 3].min() < 255:
-            raise UserError(f"{file} has transparent pixels: expected opaque images, white digits on black as in "
-                            f"MNIST")
+            raise UserError(f"{file} has transparent pixels: expected opaque images, white digits on black as in MNIST")
     if image.mode.startswith("I"):  # 16-bit greyscale ("I;16", or "I" in older PIL)
         return torch.from_numpy(np.array(image, dtype=np.float32)) / 65535
     return to_unit_range(torch.from_numpy(np.array(image.convert("L"))))
 
 
 def resize_and_crop(images, size):
-    """uint8 images (C x H x W or N x C x H x W) -> short side resized to ``size`` (bilinear, antialiased), centre
-    cropped to ``size`` x ``size``. Images already that size are returned as they are."""
+    """uint8 images (C x H x W or N x C x H x W) -> short side resized to ``size`` (antialiased), centre cropped."""
     if images.shape[-2:] == (size, size):
         return images
     if images.dim() == 4 and len(images) > 1000:  # in chunks, which bounds the resize's working memory
