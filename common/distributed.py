@@ -1,14 +1,9 @@
 """More than one GPU or machine: the plumbing of DistributedDataParallel under torchrun, in one place.
 
-``torchrun --nproc_per_node N script.py`` starts N copies of a script and tells each, in environment variables, its
-RANK (0 to WORLD_SIZE - 1 over all machines), its LOCAL_RANK (on its own machine) and where to meet the others.
-Each process drives one device, holds the whole dataset, and trains on its own slice of every global batch; the
-gradients are averaged across processes before each optimizer step, so every process takes the same step and the
-weights stay identical. Rank 0 is the main process: the only one that prints, draws progress bars and writes files
-(common/files.py skips every write elsewhere), and the one that measures quality and draws the figures.
-
-Without torchrun there is one process, rank 0 of 1, and every function here is a no-op or the identity: a plain run
-computes exactly what it did before.
+``torchrun --nproc_per_node N script.py`` starts N copies of a script, each told its RANK, LOCAL_RANK (on its own
+machine) and WORLD_SIZE in environment variables. Each process drives one device, holds the whole dataset and trains
+on its slice of every global batch; averaged gradients keep the weights identical. Rank 0 alone prints, writes files
+and measures quality. Without torchrun there is one process, rank 0 of 1, and every function here is a no-op.
 """
 import atexit
 import datetime
@@ -21,9 +16,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from common.cli import UserError
 
-# How long a process waits for the others at a collective operation. Rank 0 alone trains the cached classifier or
-# measures a GAN's quality after an epoch while the others wait at their next step; torchrun stops every process
-# when one fails, so a long wait never hides an error.
+# How long a process waits for the others at a collective operation: rank 0 alone trains the cached classifier or
+# measures quality while they wait. torchrun stops every process when one fails, so a long wait hides no error.
 TIMEOUT = datetime.timedelta(hours=2)
 
 
@@ -32,9 +26,8 @@ def launched_by_torchrun():
 
 
 def launcher():
-    """The words that start this process's command line: python, or under torchrun the torchrun options that start
-    as many processes again (the number of machines too; each machine's rank and the rendezvous point are the
-    cluster's, which a command on one machine cannot know)."""
+    """The words that start this process's command line: python, or the torchrun options that start as many
+    processes again (not each machine's rank or the rendezvous point, which one machine cannot know)."""
     if not launched_by_torchrun():
         return ["python"]
     per_machine = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))
@@ -56,11 +49,8 @@ def is_main():
 
 
 def setup(device):
-    """Join the processes torchrun started (nccl between GPUs, gloo between CPUs); returns this process's device.
-
-    On CUDA each process takes the GPU of its LOCAL_RANK. The processes other than rank 0 send what they print to
-    os.devnull (errors on stderr still show, from every process).
-    """
+    """Join the processes torchrun started (nccl between GPUs, gloo between CPUs); returns this process's device, on
+    CUDA the GPU of its LOCAL_RANK. Only rank 0 prints (errors on stderr still show, from every process)."""
     if not launched_by_torchrun() or dist.is_initialized():
         return device
     if device.type == "mps":
@@ -90,21 +80,12 @@ def check_batch_size(batch_size, per_process=1):
 
 
 def shard(batches):
-    """This process's part of each global batch of indices (every process draws the same batches).
-
-    Equal parts, so that averaging the processes' gradients averages over the global batch: the last batch of an
-    epoch loses its last few images (fewer than the process count; another permutation next epoch) where it does
-    not split evenly, and disappears if smaller than the process count.
-    """
+    """This process's part of each global batch of indices (every process draws the same batches). Equal parts, so
+    that averaging the gradients averages over the global batch: a last batch that does not split evenly loses its
+    last few images (fewer than the process count; another permutation next epoch)."""
     processes = world_size()
-    if processes == 1:
-        return batches
-    parts = []
-    for batch in batches:
-        batch = batch[:len(batch) - len(batch) % processes]
-        if len(batch):
-            parts.append(batch.view(processes, -1)[rank()])
-    return parts
+    evened = [batch[:len(batch) - len(batch) % processes] for batch in batches]
+    return [batch.view(processes, -1)[rank()] for batch in evened if len(batch)]
 
 
 def wrap(model):
@@ -117,15 +98,10 @@ def wrap(model):
 
 
 def average_gradients(model):
-    """Replace each gradient of ``model`` by its mean over the processes: one all-reduce of all of them at once.
-
-    Called between backward() and the optimizer step, this is what DDP does during backward(). The GANs use it
-    rather than DDP: D is called three times a step (on real images, on detached fakes, then frozen for G's loss),
-    and DDP's reducer expects one forward per backward over parameters that all get a gradient; it would need
-    find_unused_parameters for the frozen call and would broadcast batch norm's buffers at every call. Averaging
-    after backward() is right whatever the calls were, and sends what DDP would, only not overlapped with the
-    backward pass (little time for networks this small).
-    """
+    """Replace each gradient of ``model`` by its mean over the processes (one all-reduce), between backward() and
+    the optimizer step. The GANs use it rather than DDP, whose reducer expects one forward per backward: D is called
+    three times a step (real images, detached fakes, then frozen for G's loss). It sends what DDP would, only not
+    overlapped with the backward pass (little time for networks this small)."""
     if world_size() == 1:
         return
     gradients = [parameter.grad for parameter in model.parameters() if parameter.grad is not None]
@@ -171,9 +147,8 @@ def mean(tensor):
 
 
 def from_main(function, *args):
-    """``function(*args)`` run by rank 0 alone and its result handed to every process: for what only rank 0 can
-    read, such as a checkpoint on its machine's disk (keep tensors on the CPU). A ``UserError`` it raises is raised
-    in every process."""
+    """``function(*args)`` run by rank 0 alone (keep tensors on the CPU), its result or ``UserError`` handed to every
+    process: for what only rank 0 can read, such as a checkpoint on its machine's disk."""
     if world_size() == 1:
         return function(*args)
     box = [None]
