@@ -1,11 +1,5 @@
-"""Checkpoints: one file a run can resume from, written atomically, refused in one line when it is not what a script
-asks for.
-
-A checkpoint is one dict saved by ``torch.save``: its ``kind`` (a key of KINDS), and the keys KINDS lists for that
-kind (weights, the model's config, optimizer state, epoch, history, settings), so that the file rebuilds its own
-model. Loading checks the kind and every key the kind needs: a file that lacks one (edited, renamed, partial, or of an
-earlier format of this project) is refused with one line saying to retrain, never a KeyError deep in a script.
-"""
+"""Checkpoints: one dict per file, its ``kind`` and what KINDS lists for it, so that it rebuilds its own model and a
+run can resume from it. Any other file is refused in one line, never a KeyError deep in a script."""
 from pathlib import Path
 
 import torch
@@ -26,9 +20,8 @@ KINDS = {
 
 
 def save_checkpoint(path, kind, **state):
-    """Write ``state`` (the keys KINDS lists for ``kind``) as one checkpoint at ``path``. The open run's checkpoint
-    (``run_folder.open_run``) also updates the record (history.csv, ...) and what Ctrl-C says from now on: the message
-    changes right as the file lands, so a Ctrl-C just after it names the epoch the file holds."""
+    """Write ``state`` (the keys KINDS lists for ``kind``) as one checkpoint at ``path``, and update the run's record
+    and what Ctrl-C says right as the file lands, so that a Ctrl-C just after it names the epoch the file holds."""
     message = run_folder.interrupt_message_after(Path(path), state)
     files.atomic_write(path, lambda temporary: torch.save({"kind": kind, **state}, temporary))
     if message:
@@ -36,9 +29,9 @@ def save_checkpoint(path, kind, **state):
     run_folder.record_epoch(path, state)
 
 
-def load_checkpoint(path, device="cpu", kind=None, flag=None):
-    """Load a checkpoint written by ``save_checkpoint``. A missing or damaged file, one of another ``kind`` than asked
-    for, or one that lacks a key of its kind is a ``UserError`` naming ``flag``, the option the path came from."""
+def load_checkpoint(path, device="cpu", *, kind, flag=None):
+    """Load a checkpoint of ``kind`` written by ``save_checkpoint``; a missing, damaged or other file is a
+    ``UserError`` naming ``flag``, the option the path came from."""
     path = Path(path)
     named = f"{flag} {path}" if flag else str(path)
     if path.is_dir():
@@ -53,11 +46,11 @@ def load_checkpoint(path, device="cpu", kind=None, flag=None):
                         f"delete it and train again") from None
     found = checkpoint.get("kind") if isinstance(checkpoint, dict) else None
     found = found if isinstance(found, str) else None  # an edited file's kind may be anything, a list even
-    if kind is not None and found != kind:
+    if found != kind:
         holds = KINDS[found][0] if found in KINDS else "no checkpoint of this project"
         raise UserError(f"{named} holds {holds}, not {KINDS[kind][0]}: pass {flag + ' ' if flag else ''}the path of "
                         f"{KINDS[kind][0]}")
-    missing = [key for key in KINDS.get(found, ("", ()))[1] if key not in checkpoint]
+    missing = [key for key in KINDS[kind][1] if key not in checkpoint]
     if missing:
         raise UserError(f"{named} is an incomplete or older checkpoint ({', '.join(missing)} missing): delete it and "
                         f"train again with the script that writes it")
@@ -65,11 +58,8 @@ def load_checkpoint(path, device="cpu", kind=None, flag=None):
 
 
 def check_resumable(checkpoint, cfg, names, path):
-    """Refuse to continue a run under other values of the settings ``names`` than it was trained with.
-
-    These settings shape the model, the data order or the optimizer's schedule: a run continued under other values
-    would be neither of the two runs.
-    """
+    """Refuse to continue a run under other values of the settings ``names`` (those that shape the model, the data
+    order or the optimizer's schedule) than it was trained with: the result would be neither of the two runs."""
     for name in names:
         if name in checkpoint["settings"] and checkpoint["settings"][name] != getattr(cfg, name):
             asked, saved = cli.as_flag(name, getattr(cfg, name)), cli.as_flag(name, checkpoint["settings"][name])
@@ -83,11 +73,8 @@ DIVERGED = 1e6
 
 
 def stop_if_diverged(losses, epoch, checkpoint_path, advice):
-    """Stop with a ``UserError`` when a loss of the epoch just trained is not finite or has passed DIVERGED.
-
-    Called before the epoch is saved, so the checkpoint keeps the last good epoch for ``--resume``. ``losses`` maps
-    a name ("the generator's loss") to that epoch's values.
-    """
+    """Stop when a loss of the epoch just trained (``losses``: "the generator's loss" -> its values) is not finite or
+    has passed DIVERGED; called before the epoch is saved, so that the checkpoint keeps the last good epoch."""
     for name, values in losses.items():
         values = torch.as_tensor(values, dtype=torch.float64).flatten()
         bad = ~torch.isfinite(values) | (values.abs() > DIVERGED)

@@ -1,6 +1,5 @@
-"""Files written atomically: every file a run writes goes to a temporary name first and is renamed into place, so an
-interrupted run never leaves a half-written checkpoint, figure, table or metrics file behind. Under torchrun only the
-main process (rank 0) writes: the others skip every write (common/distributed.py)."""
+"""Files written atomically (to a temporary name, then renamed into place), so that an interrupted run never leaves a
+half-written file behind; under torchrun by the main process alone."""
 import csv
 import json
 import os
@@ -19,9 +18,7 @@ def unwritable(path):
     """Why no folder could be created or written at ``path``, in words; None where one can."""
     for part in [path, *path.parents]:
         if part.is_dir():
-            if not os.access(part, os.W_OK | os.X_OK):
-                return f"{part} is not writable"
-            return None
+            return None if os.access(part, os.W_OK | os.X_OK) else f"{part} is not writable"
         if part.exists() or part.is_symlink():
             return f"{part} is a file, not a folder" if part == path else f"{part}, on its path, is a file"
     return None
@@ -38,8 +35,7 @@ def check_writable_file(path, flag):
 
 
 def atomic_write(path, write):
-    """Call ``write(temporary_path)``, then rename the result onto ``path`` (atomic on one filesystem). Nothing on a
-    process other than the main one under torchrun: every process holds the same result, one writes it."""
+    """Call ``write(temporary_path)``, then rename the result onto ``path`` (atomic on one filesystem)."""
     if not distributed.is_main():
         return
     path = Path(path)
@@ -58,16 +54,11 @@ def atomic_write(path, write):
 
 
 def write_json(path, data):
-    def write(temporary):
-        with open(temporary, "w") as file:
-            json.dump(data, file, indent=2, default=str)
-            file.write("\n")
-    atomic_write(path, write)
+    atomic_write(path, lambda temporary: Path(temporary).write_text(json.dumps(data, indent=2, default=str) + "\n"))
 
 
 def check_samples_fit(folder, count, image_shape):
-    """Refuse (``UserError``), before any work, a --num-samples whose samples.npz the disk of ``folder`` cannot hold
-    (counted before compression, the size it reaches for images that do not compress)."""
+    """Refuse, before any work, a --num-samples whose samples.npz (uncompressed, at worst) ``folder`` cannot hold."""
     size = count * int(np.prod(image_shape))
     free = shutil.disk_usage(folder).free
     if size > free:
@@ -77,9 +68,8 @@ def check_samples_fit(folder, count, image_shape):
 
 
 def write_samples(path, batches, count):
-    """Generated images as ``samples.npz`` with one key, ``images`` (uint8, ``count`` x C x H x W), written batch by
-    batch as ``batches`` (uint8 tensors) come: memory holds one batch, never all of them. np.load reads the file
-    as it reads any ``np.savez_compressed`` file."""
+    """Generated images as ``samples.npz``, as ``np.savez_compressed`` writes it (key ``images``, uint8, ``count`` x C
+    x H x W), written batch by batch as ``batches`` come: memory holds one batch, never all of them."""
     def write(temporary):
         written = 0
         with zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED) as archive:
