@@ -1,16 +1,12 @@
-"""An epoch's batches of a dataset held as one tensor on its device: a shuffled order drawn from the seed and the
-epoch (a resumed run visits what an uninterrupted one would), split across processes under torchrun."""
+"""An epoch's batches of a dataset held as one tensor on its device, in an order drawn from the seed and the epoch."""
 import torch
 
 from common import distributed, seeds
 
 
 def shuffled_batches(num_examples, batch_size, generator, device="cpu"):
-    """Index tensors that together visit every example exactly once, in an order drawn from ``generator``.
-
-    A last batch too small to give every process two examples joins the batch before it: batch norm (the MLP
-    generator's) cannot normalise a share of one example, which has no spread.
-    """
+    """Index tensors that together visit every example exactly once, in an order drawn from ``generator``. A last
+    batch too small to give every process two examples joins the one before: batch norm cannot normalise one."""
     order = torch.randperm(num_examples, generator=generator).to(device)
     batches = list(order.split(batch_size))
     if len(batches) > 1 and len(batches[-1]) < 2 * distributed.world_size():

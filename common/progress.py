@@ -8,8 +8,7 @@ from common import distributed
 
 
 def progress_bar(items, description):
-    """A tqdm bar over ``items`` (hidden when stderr is not a terminal, as in CI logs, and on every process but the
-    main one under torchrun)."""
+    """A tqdm bar over ``items``, hidden where stderr is not a terminal (CI logs) and on all but the main process."""
     return tqdm(items, desc=description, leave=False, disable=None if distributed.is_main() else True,
                 dynamic_ncols=True)
 

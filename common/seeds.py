@@ -1,5 +1,4 @@
-"""Seeds: two runs with the same --seed draw the same numbers, and a resumed run draws what an uninterrupted one
-would have."""
+"""Seeds: two runs with one --seed draw the same numbers, and a resumed run what an uninterrupted one would."""
 import numpy as np
 import torch
 
@@ -15,11 +14,8 @@ def seed_everything(seed):
 
 def seed_epoch(seed, epoch):
     """Reseed at the start of an epoch, so a resumed run draws exactly what an uninterrupted one would; returns the
-    generator of the epoch's data order.
-
-    Under torchrun every process draws the same data order, and its own noise (z, eps, flips) from a seed of its
-    rank, so a run is reproducible for a given seed and number of processes; rank 0 draws what a single process does.
-    """
+    generator of the epoch's data order. Under torchrun every process draws the same order and its own noise (z, eps,
+    flips) from a seed of its rank; rank 0 draws what a single process does."""
     base = seed * 100_003 + epoch
     seed_everything(base + distributed.rank() * 1_000_003)
     return torch.Generator().manual_seed(base)
