@@ -80,13 +80,6 @@ class MLPVAE(VAE):
         )
 
 
-def build_vae(config):
-    """The VAE a checkpoint's ``model_config`` describes."""
-    config = dict(config)
-    architecture = config.pop("architecture")
-    return {"conv": ConvVAE, "mlp": MLPVAE}[architecture](**config)
-
-
 def negative_elbo(model, x):
     """Per image: reconstruction = -log p(x|z) for one z ~ q(z|x), and KL(q(z|x) || N(0, I)), whose sum is the
     negative ELBO (Kingma & Welling 2014, eq. 10); the KL in the closed form of their Appendix B."""
@@ -176,17 +169,17 @@ def epoch_summary(history, epoch, epochs):
 def load_vae(checkpoint_path, device, flag=None):
     """(model, checkpoint): a VAE rebuilt from its checkpoint alone. ``flag``: the option that named the file."""
     checkpoint = checkpoints.load_checkpoint(checkpoint_path, device, kind="vae", flag=flag)
-    model = build_vae(checkpoint["model_config"]).to(device)
+    config = dict(checkpoint["model_config"])
+    model = {"conv": ConvVAE, "mlp": MLPVAE}[config.pop("architecture")](**config).to(device)
     model.load_state_dict(checkpoint["model"])
     return model.eval(), checkpoint
 
 
 @torch.no_grad()
 def importance_weighted_nll_per_image(model, images, samples, batch_size=64, decodes=65536):
-    """Estimate of -log p(x) in nats for each of the float ``images`` in [0, 1], from ``samples`` importance samples
-    (Burda et al. 2016, eq. 8): log p(x) >= log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x), tighter than
-    the ELBO. Small batches keep the work in the CPU's caches; at most ``decodes`` images are decoded at once, in
-    chunks whose log-sums combine exactly, so that memory stays bounded for any number of samples."""
+    """-log p(x) in nats of each float image (Burda et al. 2016, eq. 8): log p(x) >= log (1/k) sum_i p(x|z_i) p(z_i)
+    / q(z_i|x) for k = ``samples`` z_i ~ q(z|x). Small batches keep the work in the CPU's caches; at most ``decodes``
+    images are decoded at once, in chunks whose log-sums combine exactly, so memory stays bounded for any k."""
     model.eval()
     log_2pi = math.log(2 * math.pi)
     estimates = []
