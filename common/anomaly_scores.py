@@ -61,12 +61,9 @@ def pixel_nll(x, logits, grey_levels):
 @torch.no_grad()
 def fit_grey_levels(model, images, batch_size=1000):
     """log p(grey level | context) for every context, counted (add-0.01 smoothing) on the normal digits ``images``.
-
-    The Bernoulli decoder gives a grey pixel the same likelihood at the edge of a stroke, where MNIST's anti-aliasing
-    puts grey, as inside one, where a clean digit is white: it is blind to noise that keeps the strokes' shape. A
-    categorical over the 256 levels (PixelCNN's output, van den Oord et al. 2016) conditioned on the decoder's mean
-    and the darkest neighbour sees it: inside a stroke every neighbour is bright and a clean pixel is too.
-    """
+    The Bernoulli decoder is blind to noise that keeps the strokes' shape: grey is as likely inside a stroke, where a
+    clean digit is white, as at its anti-aliased edge. A categorical over the 256 levels (PixelCNN's output, van den
+    Oord et al. 2016) given each pixel's context sees it: inside a stroke every neighbour is bright."""
     cells = math.prod(CONTEXT_BINS) * GREY_LEVELS
     counts = torch.zeros(cells, device=images.device)
     for x in images.split(batch_size):
@@ -91,12 +88,9 @@ def elbo(batch):
 
 
 def relative_error(batch):
-    """|blur(x - x_hat)|^2 / (sum(x) + INK_OFFSET), blur a Gaussian of RESIDUAL_BLUR pixels: the one-class score.
-
-    Likelihoods favour simple images: a VAE trained on eights gives a one a lower -log p(x) than most eights get.
-    Dividing by the image's ink removes most of that; smoothing the residual discounts what every reconstruction gets
-    slightly wrong, the exact edges of the strokes, and keeps what a wrong digit gets wrong, whole strokes.
-    """
+    """|blur(x - x_hat)|^2 / (sum(x) + INK_OFFSET), the one-class score. Likelihoods favour simple images (a VAE of
+    eights gives a one a lower -log p(x) than most eights): dividing by the ink removes most of that. The blur
+    discounts what every reconstruction gets slightly wrong, the strokes' exact edges, not a wrong digit's strokes."""
     x = batch.x
     smoothed_error = gaussian_blur(torch.sigmoid(batch.logits) - x, RESIDUAL_BLUR).pow(2).flatten(1).sum(1)
     return smoothed_error / (x.flatten(1).sum(1) + INK_OFFSET)

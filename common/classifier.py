@@ -57,9 +57,8 @@ def accuracy(model, images, labels, batch_size=1000):
 
 
 def load_or_train(model, train, test, path, epochs=3, batch_size=128, lr=2e-3, seed=0):
-    """The SmallCNN ``model`` with the weights cached at ``path``, trained on ``train`` and cached there first if
-    absent; and its ``identity``. ``train`` and ``test``: (uint8 images, int64 labels) on the model's device. A file
-    at ``path`` that is not a classifier of this config is refused, never retrained over: it may be the user's."""
+    """(``model`` with the weights cached at ``path``, trained there first if absent, its identity). A file at ``path``
+    that is not a classifier of this config is refused, never retrained over: it may be the user's."""
     path = Path(path)
     device = next(model.parameters()).device
     if path.exists():
@@ -174,9 +173,8 @@ CIFAR10_SETTINGS = {
 
 
 def cifar10_classifier(data_dir, device, path=CIFAR10_CACHE, limit=0):
-    """The cached CIFAR-10 classifier and its identity, as ``mnist_classifier``. Its features need only be the same
-    in every run, not those of a strong classifier: wider layers or more epochs would cost far more time than the few
-    points of accuracy they add."""
+    """The cached CIFAR-10 classifier and its identity. Its features need only be the same in every run: a stronger
+    classifier would cost far more time for a few points of accuracy."""
     model = SmallCNN(in_channels=3, image_size=32, channels=32, hidden=FEATURES).to(device)
     train = data.load_cifar10(data_dir, train=True, device=device, limit=limit)
     test = data.load_cifar10(data_dir, train=False, device=device)

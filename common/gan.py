@@ -17,22 +17,18 @@ GENERATORS = {"mlp": mlp_gan.Generator, "dcgan": dcgan.Generator}  # a checkpoin
 
 
 def discriminator_loss(real_logits, fake_logits, real_target=1.0):
-    """-log D(x) - log(1 - D(G(z))), D = sigmoid(logit): the discriminator's side of Goodfellow et al. 2014, eq. 1.
-
-    ``real_target`` < 1 is one-sided label smoothing (Salimans et al. 2016, sec. 3.4): D is not rewarded for
-    ever more confident "real" calls, which keeps its gradients for G informative.
-    """
+    """-log D(x) - log(1 - D(G(z))), D = sigmoid(logit): D's side of Goodfellow et al. 2014, eq. 1. ``real_target``
+    < 1 is one-sided label smoothing (Salimans et al. 2016, sec. 3.4): D is not rewarded for ever more confident
+    "real" calls, which keeps its gradients for G informative."""
     real = F.binary_cross_entropy_with_logits(real_logits, torch.full_like(real_logits, real_target))
     fake = F.softplus(fake_logits).mean()                              # -log(1 - sigmoid(l)) = softplus(l)
     return real + fake
 
 
 def generator_loss(fake_logits):
-    """Non-saturating generator loss -log D(G(z)) (Goodfellow et al. 2014, sec. 3).
-
-    Minimising log(1 - D(G(z))), the game of eq. 1, gives G almost no gradient early on, when D rejects its samples
-    with confidence; maximising log D(G(z)) has the same fixed point and strong gradients there.
-    """
+    """Non-saturating generator loss -log D(G(z)) (Goodfellow et al. 2014, sec. 3): minimising log(1 - D(G(z))), as
+    in eq. 1, gives G almost no gradient early on, when D rejects its samples with confidence; maximising
+    log D(G(z)) has the same fixed point and strong gradients there."""
     return F.softplus(-fake_logits).mean()                             # -log sigmoid(l) = softplus(-l)
 
 
@@ -192,8 +188,7 @@ def final_metrics(scores, history, judge=None):
 
 
 def inception_scores(network, generator, real_images, num_samples, device, seed):
-    """The standard FID and KID of ``num_samples`` images of ``generator`` against ``real_images``, with the
-    implementation and both counts, which a reader needs to compare them with others."""
+    """The standard FID and KID of ``num_samples`` samples against ``real_images``, with what a comparison needs."""
     generated = fid.inception_features(generate(generator, num_samples, device, seed=seed), network, device)
     real = fid.reference_features(real_images, network, device)
     kid, kid_std, kid_error = fid.kernel_inception_distance(real, generated, seed=seed)
@@ -223,8 +218,7 @@ def report(scores, generator, cfg, out, device, class_names, fid_network=None, r
 
 
 def load_generator(path, device, flag=None, architecture=None):
-    """The weight average a GAN checkpoint's samples come from, and the checkpoint. ``architecture``: the one the
-    caller needs, if any; ``flag``: the option that named the file."""
+    """The weight average of a GAN checkpoint (of ``architecture``, if given) and the checkpoint."""
     checkpoint = checkpoints.load_checkpoint(path, device, kind="gan", flag=flag)
     found = checkpoint["architecture"]
     if found not in GENERATORS or (architecture and found != architecture):

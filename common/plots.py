@@ -59,9 +59,8 @@ def style_axes(axes, epochs_from=0):
 
 
 def plot_curves(path, series, xlabel, ylabel, title, zoom_after):
-    """Line plot of named series over epochs (x > 0), ``{label: (x, values)}``. Once the series run at least two
-    epochs past ``zoom_after``, a second panel shows their points beyond it at a scale of their own, e.g. without a
-    first epoch that would flatten the rest."""
+    """Named series ``{label: (epochs > 0, values)}``; once they run two epochs past ``zoom_after``, a second panel
+    shows their points beyond it at their own scale, e.g. without a first epoch that would flatten the rest."""
     last = max(max(x) for x, _ in series.values())
     zoom = last >= zoom_after + 2
     figure, all_axes = plt.subplots(1, 2 if zoom else 1, figsize=(11 if zoom else 6, 4), squeeze=False,
@@ -155,9 +154,8 @@ def smooth(values, window):
 
 
 def plot_iterations(axes, history, curves):
-    """Per-iteration ``curves`` (history key, label, colour) against the epoch, each iteration faint and a moving mean
-    over about a fifth of an epoch solid (with too few iterations to average, each alone, solid). Returns the window
-    of the mean (1: none) and a title that says so."""
+    """Per-iteration ``curves`` (history key, label, colour) against the epoch: each iteration faint, a moving mean
+    over about a fifth of an epoch solid. Returns the window of the mean (1: none) and a title that says so."""
     epochs = len(history["loss_g"])
     steps_per_epoch = len(history[curves[0][0]]) / epochs
     window = max(1, round(steps_per_epoch / 5))
@@ -223,8 +221,7 @@ def plot_progress(path, grids, num_epochs, title):
 
 
 def plot_quality(path, history, title, reference):
-    """Frechet distance, inception score and the rarest class's share at each measured epoch, against the real
-    images ``reference``."""
+    """Frechet distance (to the real images ``reference``), inception score and rarest class's share per epoch."""
     epochs = history["quality_epoch"]
     figure, (fd, score, share) = plt.subplots(1, 3, figsize=(13, 3.8), layout="constrained")
     plot_line(fd, epochs, history["frechet_distance"])

@@ -20,9 +20,8 @@ SETTINGS = {  # the flags of both GAN scripts; each sets its own --ema-half-life
 
 
 def decay(step, cfg, epoch_images):
-    """beta = 0.5 ** (B / half-life) of training step ``step`` (0, 1, ...; B = cfg.batch_size images each), the
-    half-life min(ema_half_life, ema_rampup * images since the burn-in); 0, the average being G itself, through the
-    burn-in (ema_burn_in epochs of ``epoch_images``) and for a half-life of 0."""
+    """beta = 0.5 ** (batch size / half-life) of training step ``step`` (0, 1, ...), the half-life min(ema_half_life,
+    ema_rampup * images since the burn-in); 0, the average being G itself, through the burn-in."""
     averaged = (step + 1) * cfg.batch_size - cfg.ema_burn_in * epoch_images  # images seen since the burn-in
     span = min(cfg.ema_half_life, cfg.ema_rampup * averaged) if cfg.ema_rampup else cfg.ema_half_life
     return 0.5 ** (cfg.batch_size / span) if averaged > 0 and span > 0 else 0.0
