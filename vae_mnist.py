@@ -108,7 +108,8 @@ def main(argv=None):
         if cfg.digit != "all":
             train_images = train_images[train_labels == int(cfg.digit)]
         seeds.seed_everything(cfg.seed)  # the initial weights are the seed's too
-        model = vae.build_vae(vae.model_config(cfg)).to(device)
+        model = (vae.MLPVAE(cfg.latent_dim, cfg.hidden) if cfg.architecture == "mlp"
+                 else vae.ConvVAE(cfg.latent_dim, cfg.channels, cfg.hidden)).to(device)
         # The fused Adam kernel (CPU and CUDA) does the whole update in one pass: ~20% faster steps on a CPU here.
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type in ("cpu", "cuda"))
         history, first_epoch = vae.start(cfg, len(train_images), checkpoint_path, cli.fixed_on_resume(SETTINGS),

@@ -1,9 +1,6 @@
-"""Anomaly scores of MNIST digits under a trained VAE: one small function per score in the SCORES table, each one
-value per image, higher = more anomalous; ``likelihood`` and ``combined`` are built from some of them (``combine``).
-And the counts that judge a threshold on a score (``confusion``, ``binomial_interval``).
-
-Every score sees a ``Batch``: the VAE, float images x in [0, 1], the decoder's logits at z = mu(x) (x_hat below is
-their sigmoid, the pixel means) and the grey-level model of ``fit_grey_levels``.
+"""Anomaly scores of MNIST digits under a trained VAE, one small function per score in the SCORES table, one value
+per image, higher = more anomalous, from a ``Batch`` (x_hat below: the sigmoid of its logits, the pixel means); and
+the counts that judge a threshold on a score.
 """
 import math
 from typing import NamedTuple
@@ -22,11 +19,8 @@ INK_OFFSET = 10.0  # relative_error's denominator is the image's ink (sum of pix
 RESIDUAL_BLUR = 1.0  # relative_error smooths the residual x - x_hat with a Gaussian of this standard deviation (pixels)
 GREY_LEVELS = 256  # the grey-level model's values: MNIST's 8-bit levels
 CONTEXT_BINS = (16, 8)  # the grey-level model's context: a pixel's darkest neighbour, the decoder's mean there
-MNIST_BOX = 20  # MNIST's digits are scaled to fit a 20 x 20 box, aspect kept (LeCun et al. 1998) ...
-MNIST_CENTRE = 14.0  # ... and shifted so that their centre of mass is at pixel (14, 14)
-# The combinations: each the largest of its scores, each rescaled on the normal validation digits (``combine``).
-# likelihood is the VAE's reconstruction error and the grey-level model on the VAE's reconstruction, no other
-# feature; combined adds geometry, MNIST's size and centring, a check that uses no VAE.
+# The combinations (``combine``): likelihood, the VAE's reconstruction error and the grey-level model alone; combined
+# adds geometry, MNIST's size and centring, a check that uses no VAE.
 COMBINATIONS = {"likelihood": ("reconstruction", "grey_levels", "stroke_texture"),
                 "combined": ("reconstruction", "geometry", "grey_levels", "stroke_texture")}
 SCALE_PERCENTILE = 99  # combine maps each part's median on the validation digits to 0 and this percentile to 1
@@ -39,7 +33,7 @@ class Batch(NamedTuple):
     grey_levels: torch.Tensor  # fit_grey_levels' table
 
 
-# ----- the grey-level model and MNIST's geometry -----
+# ----- the grey-level model -----
 
 def neighbour_minimum(x):
     """Per pixel, the darkest of its four neighbours (black beyond the border)."""
@@ -49,8 +43,7 @@ def neighbour_minimum(x):
 
 
 def grey_level_context(x, logits):
-    """Each pixel's context for the grey-level model: its darkest neighbour (16 bins) and the decoder's mean there
-    (8 bins), as one index."""
+    """Each pixel's context for the grey-level model, as one index: its darkest neighbour and the decoder's mean."""
     darkest = (neighbour_minimum(x) * CONTEXT_BINS[0]).long().clamp(max=CONTEXT_BINS[0] - 1)
     mean = (torch.sigmoid(logits) * CONTEXT_BINS[1]).long().clamp(max=CONTEXT_BINS[1] - 1)
     return darkest * CONTEXT_BINS[1] + mean
@@ -67,14 +60,10 @@ def pixel_nll(x, logits, grey_levels):
 
 @torch.no_grad()
 def fit_grey_levels(model, images, batch_size=1000):
-    """log p(grey level | context) for every context, counted on the normal digits ``images`` (floats in [0, 1]).
-
-    The Bernoulli decoder gives a grey pixel the same likelihood whether it sits at the edge of a stroke, where
-    MNIST's anti-aliasing puts grey, or inside one, where a clean digit is white: it is blind to noise that keeps
-    the strokes' shape. A categorical over the 256 levels (the output of PixelCNN, van den Oord et al. 2016),
-    conditioned on the decoder's mean and on the darkest neighbour, sees it: inside a stroke every neighbour is
-    bright and a clean pixel is too. Fitted by counting (add-0.01 smoothing), it needs no training of its own.
-    """
+    """log p(grey level | context) for every context, counted (add-0.01 smoothing) on the normal digits ``images``.
+    The Bernoulli decoder is blind to noise that keeps the strokes' shape: grey is as likely inside a stroke, where a
+    clean digit is white, as at its anti-aliased edge. A categorical over the 256 levels (PixelCNN's output, van den
+    Oord et al. 2016) given each pixel's context sees it: inside a stroke every neighbour is bright."""
     cells = math.prod(CONTEXT_BINS) * GREY_LEVELS
     counts = torch.zeros(cells, device=images.device)
     for x in images.split(batch_size):
@@ -85,9 +74,46 @@ def fit_grey_levels(model, images, batch_size=1000):
     return (counts / counts.sum(1, keepdim=True)).log()
 
 
-def geometry_error(x):
-    """How far each image is from MNIST's normalisation, in pixels: |the longer side of the ink's bounding box - 20|
-    plus the distance of the centre of mass from (14, 14). Zero, or nearly, for a clean digit."""
+# ----- the scores -----
+
+def reconstruction(batch):
+    """-log p(x | z = mu(x)) under the Bernoulli decoder, in nats."""
+    return F.binary_cross_entropy_with_logits(batch.logits, batch.x, reduction="none").flatten(1).sum(1)
+
+
+def elbo(batch):
+    """The negative ELBO for one z ~ q(z|x)."""
+    sampled_reconstruction, kl = vae.negative_elbo(batch.model, batch.x)
+    return sampled_reconstruction + kl
+
+
+def relative_error(batch):
+    """|blur(x - x_hat)|^2 / (sum(x) + INK_OFFSET), the one-class score. Likelihoods favour simple images (a VAE of
+    eights gives a one a lower -log p(x) than most eights): dividing by the ink removes most of that. The blur
+    discounts what every reconstruction gets slightly wrong, the strokes' exact edges, not a wrong digit's strokes."""
+    x = batch.x
+    smoothed_error = gaussian_blur(torch.sigmoid(batch.logits) - x, RESIDUAL_BLUR).pow(2).flatten(1).sum(1)
+    return smoothed_error / (x.flatten(1).sum(1) + INK_OFFSET)
+
+
+def grey_level_nll(batch):
+    """-log p(x) under the grey-level model per unit of ink (pixels above 0.1), so that a digit with many strokes is
+    not suspect for its edges alone."""
+    ink = (batch.x > 0.1).flatten(1).sum(1)
+    return pixel_nll(batch.x, batch.logits, batch.grey_levels).flatten(1).sum(1) / (ink + INK_OFFSET)
+
+
+def stroke_texture(batch):
+    """The grey-level model's -log p per pixel inside the strokes (all four neighbours above 0.5): shot noise."""
+    inside = neighbour_minimum(batch.x) > 0.5
+    return ((pixel_nll(batch.x, batch.logits, batch.grey_levels) * inside).flatten(1).sum(1) /
+            (inside.flatten(1).sum(1) + INK_OFFSET))
+
+
+def geometry(batch):
+    """How far each image is from MNIST's normalisation (LeCun et al. 1998: scaled to fit a 20 x 20 box, centre of mass
+    at pixel (14, 14)), in pixels: |the longer side of the ink's bounding box - 20| + the centre's distance."""
+    x = batch.x
     ink = x[:, 0] > 0.25                                                                 # n x 28 x 28
     position = torch.arange(28, device=x.device)
 
@@ -98,66 +124,14 @@ def geometry_error(x):
     side = torch.maximum(extent(ink.any(2)), extent(ink.any(1)))
     mass = x.sum((1, 2, 3)).clamp(min=1e-6)
     centre = torch.stack([(x.sum((1, 3)) * position).sum(1), (x.sum((1, 2)) * position).sum(1)], dim=1)
-    return (side - MNIST_BOX).abs() + (centre / mass[:, None] - MNIST_CENTRE).norm(dim=1)
-
-
-def png_bits(x):
-    """Each image's length in bits as a PNG at the strongest compression: Serra et al.'s (2020) input complexity."""
-    return torch.tensor([8.0 * len(io.encode_png(image, compression_level=9)) for image in data.to_uint8(x)],
-                        device=x.device)
-
-
-# ----- the scores -----
-
-def reconstruction(batch):
-    """-log p(x | z = mu(x)) under the Bernoulli decoder, in nats."""
-    return F.binary_cross_entropy_with_logits(batch.logits, batch.x, reduction="none").flatten(1).sum(1)
-
-
-def elbo(batch):
-    """The negative ELBO, reconstruction plus KL, for one z ~ q(z|x) (drawn from torch's seeded generator)."""
-    sampled_reconstruction, kl = vae.negative_elbo(batch.model, batch.x)
-    return sampled_reconstruction + kl
-
-
-def relative_error(batch):
-    """|blur(x - x_hat)|^2 / (sum(x) + INK_OFFSET), blur a Gaussian of RESIDUAL_BLUR pixels.
-
-    The one-class benchmark's score: likelihoods favour simple images, so a VAE trained on eights gives a one, with
-    few lit pixels, a lower -log p(x) than most eights get. Dividing the squared error by the image's ink removes
-    most of that, and smoothing the residual first discounts what every reconstruction gets slightly wrong, the exact
-    edges of the strokes, while keeping what a wrong digit gets wrong, whole strokes (each variant's one-class AUROC
-    is in BENCHMARKS.md).
-    """
-    x = batch.x
-    smoothed_error = gaussian_blur(torch.sigmoid(batch.logits) - x, RESIDUAL_BLUR).pow(2).flatten(1).sum(1)
-    return smoothed_error / (x.flatten(1).sum(1) + INK_OFFSET)
-
-
-def grey_level_nll(batch):
-    """-log p(x) under the grey-level model, summed over the image, per unit of ink (the pixels above 0.1, plus
-    INK_OFFSET), so a digit with many strokes is not suspect for its edges alone."""
-    ink = (batch.x > 0.1).flatten(1).sum(1)
-    return pixel_nll(batch.x, batch.logits, batch.grey_levels).flatten(1).sum(1) / (ink + INK_OFFSET)
-
-
-def stroke_texture(batch):
-    """The grey-level model's -log p per pixel inside the strokes (all four neighbours above 0.5), where shot noise
-    is."""
-    inside = neighbour_minimum(batch.x) > 0.5
-    return ((pixel_nll(batch.x, batch.logits, batch.grey_levels) * inside).flatten(1).sum(1) /
-            (inside.flatten(1).sum(1) + INK_OFFSET))
-
-
-def geometry(batch):
-    """``geometry_error``: for digits moved, scaled or turned from MNIST's normalisation."""
-    return geometry_error(batch.x)
+    return (side - 20).abs() + (centre / mass[:, None] - 14.0).norm(dim=1)
 
 
 def complexity(batch):
-    """Reconstruction in bits minus the PNG length: Serra et al.'s (2020) correction of a likelihood for how simple
-    an image is."""
-    return reconstruction(batch) / math.log(2) - png_bits(batch.x)
+    """Reconstruction in bits minus the length in bits of the image as a PNG at the strongest compression: Serra et
+    al.'s (2020) correction of a likelihood for how simple an image is."""
+    png_bits = [8.0 * len(io.encode_png(image, compression_level=9)) for image in data.to_uint8(batch.x)]
+    return reconstruction(batch) / math.log(2) - torch.tensor(png_bits, device=batch.x.device)
 
 
 SCORES = {"reconstruction": reconstruction, "elbo": elbo, "relative_error": relative_error,
@@ -169,8 +143,7 @@ ANOMALY_SCORES = (*COMBINATIONS, *SCORES)  # what --anomaly-score chooses from, 
 @torch.no_grad()
 def score_images(model, images, grey_levels, batch_size=1000, seed=0, iw_samples=0):
     """Every score of SCORES for float ``images`` in [0, 1], as numpy arrays; with ``iw_samples``, also iw_nll, the
-    importance-weighted -log p(x) (Burda et al. 2016). The ELBO's and iw_nll's samples are seeded, so the same
-    images always get the same scores."""
+    importance-weighted -log p(x). The samples are seeded, so the same images always get the same scores."""
     model.eval()
     seeds.seed_everything(seed)
     scores = {name: [] for name in SCORES}
@@ -187,13 +160,9 @@ def score_images(model, images, grey_levels, batch_size=1000, seed=0, iw_samples
 
 def combine(scores, validation_scores):
     """Add the COMBINATIONS to ``scores``: each the largest of its parts, each rescaled so that its median over the
-    normal validation digits (``validation_scores``) is 0 and its SCALE_PERCENTILE-th percentile 1.
-
-    Scaled so, every part flags its like share of the normal digits above a threshold on the largest, and each flags
-    what it alone sees. Scaled by the mean and standard deviation instead, the part with the heaviest upper tail on
-    normal digits (stroke_texture) owned three quarters of the validation digits above the 99th percentile: the
-    threshold was in effect that part's alone (BENCHMARKS.md, "Anomaly score choices").
-    """
+    normal validation digits (``validation_scores``) is 0 and its SCALE_PERCENTILE-th percentile 1. Scaled so, every
+    part flags a like share of the normal digits; scaled by the standard deviation, the part with the heaviest upper
+    tail would own the threshold (BENCHMARKS.md, "Anomaly score choices")."""
     scaled = {}
     for name in set().union(*COMBINATIONS.values()):
         median, top = np.percentile(validation_scores[name], [50, SCALE_PERCENTILE])
@@ -226,9 +195,8 @@ def best_f1_threshold(scores, labels):
 
 
 def binomial_interval(n, rate, level=0.95):
-    """The central ``level`` interval of a Binomial(n, rate) count, as (low, high): the largest low with P(K < low)
-    and the smallest high with P(K > high) each at most (1 - level) / 2. How many of n normal digits a threshold that
-    keeps its promise of ``rate`` flags, but for chance."""
+    """The central ``level`` interval (low, high) of a Binomial(n, rate) count: how many of n normal digits a
+    threshold that keeps its promise of ``rate`` flags, but for chance."""
     k = np.arange(n + 1)
     log_choose = np.array([math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) for i in k])
     pmf = np.exp(log_choose + k * math.log(rate) + (n - k) * math.log1p(-rate))  # 0 < rate < 1, as --percentile

@@ -1,10 +1,7 @@
 """The small classifiers the project trains once and caches, and the sample-quality numbers they give.
 
-A GAN has no likelihood to report, so its samples are judged through a classifier's eyes (common/metrics.py): the
-Frechet distance between the classifier's penultimate features of generated and real test images, a classifier-based
-inception score, and the share of generated images the classifier puts in each class, which is where mode collapse
-shows. Each dataset's classifier is trained once, cached under outputs/classifiers/ and reused by every script and
-run, so the numbers of two runs compare.
+A GAN has no likelihood to report, so its samples are judged through a classifier's eyes (common/metrics.py). Each
+dataset's classifier is trained once, cached under outputs/classifiers/ and reused, so the numbers of two runs compare.
 """
 import hashlib
 from pathlib import Path
@@ -23,7 +20,6 @@ MIN_IMAGES = FEATURES + 1
 
 MNIST_CACHE = "outputs/classifiers/mnist.pt"
 
-# The flag of every script that judges MNIST samples.
 MNIST_SETTINGS = {
     "classifier": (MNIST_CACHE, "cached MNIST classifier for the quality numbers; trained there first if absent "
                                 "(BENCHMARKS.md: its time)"),
@@ -31,10 +27,8 @@ MNIST_SETTINGS = {
 
 
 class SmallCNN(nn.Module):
-    """Two convolution + max-pool blocks and one hidden layer; the hidden layer's activations are the features.
-
-    ``features`` (N x hidden) feed the Frechet distance, ``forward`` gives class logits. Inputs are images in [0, 1].
-    """
+    """Images in [0, 1] -> two convolution + max-pool blocks and one hidden layer (``body``: the features a Frechet
+    distance compares) -> class logits (``head``)."""
 
     def __init__(self, in_channels=1, image_size=28, channels=32, hidden=FEATURES, num_classes=10):
         super().__init__()
@@ -49,9 +43,6 @@ class SmallCNN(nn.Module):
         )
         self.head = nn.Linear(hidden, num_classes)
 
-    def features(self, x):
-        return self.body(x)
-
     def forward(self, x):
         return self.head(self.body(x))
 
@@ -65,14 +56,9 @@ def accuracy(model, images, labels, batch_size=1000):
     return correct / len(images)
 
 
-def load_or_train(model, train, test, path, epochs=3, batch_size=128, lr=2e-3, seed=0, log=print):
-    """``model`` with the weights cached at ``path``, trained and cached there first if absent; and its ``identity``.
-
-    ``train`` and ``test`` are (uint8 N x C x H x W images, int64 labels) on the model's device. The model needs a
-    ``config`` dict (its constructor's arguments), ``features(x)`` and ``head(features)`` giving logits. A file at
-    ``path`` that is not a classifier of this config is refused, never retrained over: it may be the user's. Adam
-    with a linear decay to 0 over ``epochs``: three epochs take the small CNN to its accuracy on MNIST (BENCHMARKS.md).
-    """
+def load_or_train(model, train, test, path, epochs=3, batch_size=128, lr=2e-3, seed=0):
+    """(``model`` with the weights cached at ``path``, trained there first if absent, its identity). A file at ``path``
+    that is not a classifier of this config is refused, never retrained over: it may be the user's."""
     path = Path(path)
     device = next(model.parameters()).device
     if path.exists():
@@ -82,20 +68,19 @@ def load_or_train(model, train, test, path, epochs=3, batch_size=128, lr=2e-3, s
                             f"script's ({model.config}): pass another --classifier path; a missing file is "
                             f"trained and written there")
         model.load_state_dict(cached["model"])
-        log(f"classifier {path}: {describe(cached['identity'])}")
+        print(f"classifier {path}: {describe(cached['identity'])}")
         return model.eval(), cached["identity"]
 
     files.check_writable_file(path, "--classifier")
     with cli.step_without_saving(f"training the classifier for {path}, which is written only once trained"):
-        log(f"no classifier at {path}: training one on {len(train[0])} images ({epochs} epochs)")
+        print(f"no classifier at {path}: training one on {len(train[0])} images ({epochs} epochs)")
         identity = _train(model, train, test, path, epochs, batch_size, lr, seed)
-    log(f"classifier cached at {path}: {describe(identity)}")
+    print(f"classifier cached at {path}: {describe(identity)}")
     return model.eval(), identity
 
 
 def weights_hash(model):
-    """The first 16 hex digits of SHA-256 over the model's weights: two classifiers with the same hash judge alike,
-    whatever machine trained them."""
+    """SHA-256 over the model's weights, 16 hex digits: two classifiers with the same hash judge alike."""
     digest = hashlib.sha256()
     for name, tensor in model.state_dict().items():
         digest.update(name.encode())
@@ -110,8 +95,8 @@ def describe(identity):
 
 
 def _train(model, train, test, path, epochs, batch_size, lr, seed):
-    """Train ``model`` (load_or_train's recipe) and write it to ``path``; returns its identity. Deterministic
-    algorithms while it trains: one seed on one machine trains the same weights."""
+    """Train ``model`` and write it to ``path``; returns its identity. Adam with a linear decay to 0 over ``epochs``;
+    deterministic algorithms while it trains, so that one seed on one machine trains the same weights."""
     device = next(model.parameters()).device
     seeds.seed_everything(seed)
     for module in model.modules():  # the initial weights are the seed's too, whatever was drawn before
@@ -144,34 +129,31 @@ def _train(model, train, test, path, epochs, batch_size, lr, seed):
     return identity
 
 
-def mnist_classifier(data_dir, device, path=MNIST_CACHE, limit=0, log=print):
+def mnist_classifier(data_dir, device, path=MNIST_CACHE, limit=0):
     """The cached MNIST classifier and its identity (kept in metrics.json), trained first if ``path`` is absent."""
     model = SmallCNN(in_channels=1, image_size=28).to(device)
     train = data.load_mnist(data_dir, train=True, device=device, limit=limit)
     test = data.load_mnist(data_dir, train=False, device=device)
-    return load_or_train(model, train, test, path, log=log)
+    return load_or_train(model, train, test, path)
 
 
 @torch.no_grad()
 def features_and_probabilities(model, images, batch_size=1000):
-    """Penultimate features (N x hidden) and class probabilities (N x K) of uint8 images, on the CPU.
-
-    Images of another size than the model's (64 x 64 DCGAN samples for the 32 x 32 CIFAR-10 classifier) are resized
-    to it first, with antialiasing (common.data.resize_and_crop)."""
+    """Penultimate features (N x hidden) and class probabilities (N x K) of uint8 images, on the CPU; images of
+    another size than the model's (64 x 64 DCGAN samples) are resized to it first."""
     model.eval()
     features, probabilities = [], []
     for batch in images.split(batch_size):
         batch = data.resize_and_crop(batch, model.config["image_size"])
-        hidden = model.features(data.to_unit_range(batch))
+        hidden = model.body(data.to_unit_range(batch))
         features.append(hidden.cpu())
         probabilities.append(F.softmax(model.head(hidden), dim=1).cpu())
     return torch.cat(features), torch.cat(probabilities)
 
 
 def sample_quality(model, generated, real_features):
-    """Every quality number of uint8 ``generated`` images against the features of real test images: the Frechet
-    distance (lower is better), the inception score (1 to K), each predicted class's share and the rarest class's
-    share (1/K when balanced, 0 under mode collapse)."""
+    """The quality numbers of uint8 ``generated`` images against the features of real ones: the Frechet distance, the
+    inception score, each predicted class's share and the rarest one's (1/K when balanced, 0 under mode collapse)."""
     features, probabilities = features_and_probabilities(model, generated)
     shares = metrics.class_shares(probabilities)
     return {
@@ -184,21 +166,16 @@ def sample_quality(model, generated, real_features):
 
 CIFAR10_CACHE = "outputs/classifiers/cifar10.pt"
 
-# The flag of every script that judges CIFAR-10 samples.
 CIFAR10_SETTINGS = {
     "classifier": (CIFAR10_CACHE, "cached CIFAR-10 classifier for the quality numbers; trained there first if absent "
                                   "(BENCHMARKS.md: its time, decoding the JPEGs included)"),
 }
 
 
-def cifar10_classifier(data_dir, device, path=CIFAR10_CACHE, limit=0, log=print):
-    """The cached CIFAR-10 classifier and its identity, as ``mnist_classifier``.
-
-    Its features need not be those of a strong classifier, only the same in every run: the distances compare between
-    runs. Three epochs without augmentation (wider layers or more epochs cost far more time than the few points of
-    accuracy they add).
-    """
+def cifar10_classifier(data_dir, device, path=CIFAR10_CACHE, limit=0):
+    """The cached CIFAR-10 classifier and its identity. Its features need only be the same in every run: a stronger
+    classifier would cost far more time for a few points of accuracy."""
     model = SmallCNN(in_channels=3, image_size=32, channels=32, hidden=FEATURES).to(device)
-    train = data.load_cifar10(data_dir, train=True, device=device, limit=limit, log=log)
-    test = data.load_cifar10(data_dir, train=False, device=device, log=log)
-    return load_or_train(model, train, test, path, epochs=3, log=log)
+    train = data.load_cifar10(data_dir, train=True, device=device, limit=limit)
+    test = data.load_cifar10(data_dir, train=False, device=device)
+    return load_or_train(model, train, test, path)

@@ -1,12 +1,7 @@
-"""Anomaly types for MNIST digits: the corruptions, one small function per type in the CORRUPTIONS table, and the
-groups vae_anomaly_detection.py evaluates them in.
-
-Every corruption takes float images in [0, 1] (N x 1 x 28 x 28) and a seeded generator on their device, and returns
-images of the same shape in [0, 1]; ``corrupt`` applies one by name and rounds the result to 256 grey levels. The
-first seven are the types the detector was first built on, each plainly visible; the rest are MNIST-C's fifteen
-(Mu & Gilmer 2019), each with the parameters of MNIST-C's corruptions.py (google-research/mnist-c) at the severity it
-calls each function with, the function's default (shot noise and fog at 5, impulse noise and spatter at 4, ...). The
-one marked "approximation" follows their code's method without running the library it calls.
+"""Anomaly types for MNIST digits: one small function per corruption in the CORRUPTIONS table, each mapping float
+images in [0, 1] (N x 1 x 28 x 28) and a seeded generator on their device to images in [0, 1]; and the groups
+vae_anomaly_detection.py evaluates them in. After seven plainly visible types come MNIST-C's fifteen (Mu & Gilmer
+2019), with the parameters of their corruptions.py at the severity it calls each with.
 """
 import torch
 import torch.nn.functional as F
@@ -92,7 +87,7 @@ def pixelation(images, generator):
     return F.interpolate(F.avg_pool2d(images, 7), scale_factor=7, mode="nearest")
 
 
-# ----- MNIST-C's fifteen, each at the severity its corruptions.py calls it with (the function's default) -----
+# ----- MNIST-C's fifteen, each at the severity its corruptions.py calls it with -----
 
 @corruption("Poisson noise, severity 5: poisson(3 x) / 3, clipped, so the background stays black")
 def shot_noise(images, generator):
@@ -114,8 +109,7 @@ def glass_blur(images, generator):
 @corruption("severity 1: ImageMagick's motion blur, radius 10, sigma 3, at an angle in [-45, 45] degrees "
             "(approximation: its one-sided kernel as imagecorruptions re-implements it, not ImageMagick run)")
 def motion_blur(images, generator):
-    # A one-sided Gaussian average of the 21 copies of the image shifted by whole pixels along the angle, edges
-    # repeated.
+    # A one-sided Gaussian average of 21 copies of the image shifted by whole pixels along the angle, edges repeated.
     angle = torch.deg2rad(uniform(generator, len(images)) * 90 - 45)
     offsets = torch.arange(2 * 10 + 1, device=images.device, dtype=images.dtype)
     weights = torch.exp(-offsets ** 2 / (2 * 3 ** 2))
@@ -214,12 +208,10 @@ ANOMALY_TYPES = (*CORRUPTIONS, "fashion_mnist")  # Fashion-MNIST's test images: 
 ORIGINAL = (*list(CORRUPTIONS)[:7], "fashion_mnist")
 MNIST_C = tuple(list(CORRUPTIONS)[7:])
 # Every choice (the score, its parameters, the model, the percentile) is made on the development group and the
-# normal validation digits; the held-out group is only ever reported. The development group holds the seven
-# original types and Fashion-MNIST, which earlier choices were made on, and one MNIST-C type of each family: grey-
-# level noise (shot noise: the weakest type, which a score has to be built against), blur, two geometric changes, a
-# change of brightness and two overlays. The held-out group has a member of every family too (impulse noise, motion
-# blur, rotation and translation, fog, spatter and a dotted line) and the one kind with no sibling in development,
-# Canny edges.
+# normal validation digits; the held-out group is only ever reported. Each holds a member of every MNIST-C family
+# (grey-level noise, blur, geometric changes, brightness, overlays). Development has shot noise, the weakest type,
+# which a score has to be built against, and the original types, which earlier choices were made on; held-out has
+# Canny edges, the one kind with no sibling.
 DEVELOPMENT = (*ORIGINAL, "shot_noise", "glass_blur", "shear", "scale", "brightness", "stripe", "zigzag")
 HELD_OUT = ("impulse_noise", "motion_blur", "rotate", "translate", "fog", "spatter", "dotted_line", "canny_edges")
 GROUPS = {"original": ORIGINAL, "development": DEVELOPMENT, "held_out": HELD_OUT, "mnist_c": MNIST_C,
@@ -227,11 +219,8 @@ GROUPS = {"original": ORIGINAL, "development": DEVELOPMENT, "held_out": HELD_OUT
 
 
 def corrupt(images, kind, generator):
-    """Corrupt float images in [0, 1] (N x 1 x 28 x 28) by ``kind``; random choices come from ``generator``.
-
-    The result is rounded to 256 grey levels, as an image file (or MNIST-C's uint8 arrays) would hold it: no score
-    can then tell a corruption by grey levels that fall between MNIST's.
-    """
+    """Corrupt float images in [0, 1] by ``kind``, rounded to 256 grey levels as an image file (or MNIST-C's uint8
+    arrays) would hold them: no score can then tell a corruption by grey levels that fall between MNIST's."""
     return (CORRUPTIONS[kind](images, generator) * 255).round() / 255
 
 

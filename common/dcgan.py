@@ -1,12 +1,6 @@
-"""The DCGAN of Radford et al. (2016) for 32 x 32 or 64 x 64 colour images, which dcgan_cifar10.py trains.
-
-Generator: strided transposed convolutions with batch norm and ReLU, Tanh output. Discriminator: strided convolutions
-with LeakyReLU(0.2) and batch norm on every layer but the first. No pooling and no fully connected hidden layer on
-either side (the paper's guidelines, section 3). Each doubling of the image size adds one strided layer to both
-networks, with twice the channels at the 4 x 4 end: 64 x 64 is the paper's own network (its figure 1), 32 x 32 the
-same with one layer fewer. latent_interpolation.py rebuilds the generator from a checkpoint's ``generator_config``
-alone, so the constructors take every size as an argument; a config without ``image_size`` (files from before it
-was recorded) means 32.
+"""The DCGAN of Radford et al. (2016), which dcgan_cifar10.py trains: at 64 x 64 the paper's own network (its figure
+1), at 32 x 32 the same with one strided layer fewer on each side. Its guidelines (section 3): strided convolutions,
+no pooling, no fully connected hidden layer; batch norm but in D's first layer; ReLU in G, LeakyReLU(0.2) in D.
 """
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as with_spectral_norm
@@ -50,11 +44,8 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """Images (N x 3 x image_size x image_size) in [-1, 1] -> one logit per image (N); c = base_channels.
-
-    ``spectral_norm`` divides every weight by its largest singular value (Miyato et al. 2018), which bounds the
-    discriminator's Lipschitz constant; it then replaces batch norm, as in their networks.
-    """
+    """Images (N x 3 x image_size x image_size) in [-1, 1] -> one logit per image (N); c = base_channels. With
+    ``spectral_norm`` (Miyato et al. 2018), which bounds D's Lipschitz constant, in place of batch norm."""
 
     def __init__(self, base_channels=48, spectral_norm=False, image_size=32):
         super().__init__()

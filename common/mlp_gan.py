@@ -1,6 +1,5 @@
 """The fully connected GAN of gan_mnist.py: an MLP generator with batch norm and an MLP discriminator with a
-minibatch standard-deviation feature. A generator maps z ~ N(0, I) of size ``config["latent_dim"]`` to images in
-[-1, 1] (Tanh), N x C x H x W; ``config`` rebuilds it from a checkpoint."""
+minibatch standard-deviation feature; each network's ``config`` rebuilds it from a checkpoint."""
 import math
 
 import torch
@@ -37,15 +36,12 @@ class MinibatchStd(nn.Module):
 class Discriminator(nn.Module):
     """Image -> fully connected layers with LeakyReLU(0.2) -> one logit (D(x) = sigmoid(logit))."""
 
-    def __init__(self, image_shape=(1, 28, 28), hidden=(512, 256), dropout=0.0, minibatch_std=True):
+    def __init__(self, image_shape=(1, 28, 28), hidden=(512, 256), minibatch_std=True):
         super().__init__()
-        self.config = dict(image_shape=list(image_shape), hidden=list(hidden), dropout=dropout,
-                           minibatch_std=minibatch_std)
+        self.config = dict(image_shape=list(image_shape), hidden=list(hidden), minibatch_std=minibatch_std)
         layers, width = [nn.Flatten()], math.prod(image_shape)         # C*H*W
         for size in hidden:
             layers += [nn.Linear(width, size), nn.LeakyReLU(0.2)]      # size
-            if dropout:
-                layers.append(nn.Dropout(dropout))
             width = size
         if minibatch_std:
             layers.append(MinibatchStd())                              # width + 1

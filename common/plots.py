@@ -1,8 +1,6 @@
 """Figures every script draws: training curves, image grids, and labelled rows of images.
 
-All figures are written atomically at 150 dpi with labelled axes, so they can go into a report as they are. A quick
-run draws them too, from one epoch of one step: the axis helpers below keep such figures readable (a one-point series
-still shows, an axis of epochs has whole-epoch ticks, tick labels are plain numbers).
+A quick run draws them from one epoch of one step: the axis helpers below keep such figures readable too.
 """
 import matplotlib
 
@@ -32,11 +30,8 @@ def plot_line(axes, x, y, **kwargs):
 
 
 class PlainLogFormatter(LogFormatter):
-    """Log-axis tick labels as plain numbers (2700, 0.3) rather than 2.7x10^3, on the ticks matplotlib would label.
-
-    A range narrower than a decade has no power of ten in view: matplotlib then labels minor ticks, in scientific
-    notation. ``minor_thresholds`` label some minor ticks up to two decades, where the powers of ten alone are few.
-    """
+    """Log-axis tick labels as plain numbers (2700, 0.3) rather than 2.7x10^3. ``minor_thresholds`` label some minor
+    ticks up to two decades: a narrower range may hold no power of ten to label."""
 
     def __init__(self, minor=False):
         super().__init__(labelOnlyBase=not minor, minor_thresholds=(2, 0.5))
@@ -46,13 +41,8 @@ class PlainLogFormatter(LogFormatter):
 
 
 def style_axes(axes, epochs_from=0):
-    """The finish of every panel of curves, called once its scales are set: a light grid; plain tick labels, with no
-    offset (a "+1.021" above the axis) and no scientific notation, on linear and log axes; and, where the x axis
-    counts epochs from ``epochs_from`` (None: x is not epochs), whole-epoch ticks on an axis that starts there.
-
-    MaxNLocator(integer=True) alone falls back to fractional ticks (0.945, 0.960, ...) when fewer than two whole
-    numbers are in view, as after one epoch: ``min_n_ticks=1`` keeps the whole ones.
-    """
+    """The finish of every panel of curves, once its scales are set: a light grid, plain tick labels (no offset, no
+    scientific notation) and, where x counts epochs from ``epochs_from`` (None: it does not), whole-epoch ticks."""
     for axis in (axes.xaxis, axes.yaxis):
         formatter = axis.get_major_formatter()  # labels set by name (classes, say) are left as they are
         if isinstance(formatter, LogFormatter):
@@ -63,31 +53,24 @@ def style_axes(axes, epochs_from=0):
             formatter.set_scientific(False)
     if epochs_from is not None:
         axes.set_xlim(left=epochs_from)
+        # min_n_ticks=1: with fewer than two whole numbers in view, integer=True alone falls back to fractions.
         axes.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     axes.grid(alpha=0.3)
 
 
-def plot_curves(path, series, xlabel, ylabel, title, logy=False, zoom_after=None):
-    """Line plot of named series over epochs: ``{label: values}`` (x = 1, 2, ...) or ``{label: (x, values)}``.
-
-    The axes hold every point. ``zoom_after`` = x: once the series run at least two epochs past x, a second panel shows
-    their points beyond x at a scale of their own, e.g. without a first epoch that would flatten the rest.
-    """
-    series = {label: values if isinstance(values, tuple) else (np.arange(1, len(values) + 1), values)
-              for label, values in series.items()}
+def plot_curves(path, series, xlabel, ylabel, title, zoom_after):
+    """Named series ``{label: (epochs > 0, values)}``; once they run two epochs past ``zoom_after``, a second panel
+    shows their points beyond it at their own scale, e.g. without a first epoch that would flatten the rest."""
     last = max(max(x) for x, _ in series.values())
-    zoom = zoom_after is not None and last >= zoom_after + 2
+    zoom = last >= zoom_after + 2
     figure, all_axes = plt.subplots(1, 2 if zoom else 1, figsize=(11 if zoom else 6, 4), squeeze=False,
                                     layout="constrained")
-    for axes, after in zip(all_axes[0], [None, zoom_after]):
+    for axes, after in zip(all_axes[0], [0, zoom_after]):
         for label, (x, y) in series.items():
             x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-            shown = x > after if after is not None else np.ones(len(x), bool)
-            plot_line(axes, x[shown], y[shown], label=label)
+            plot_line(axes, x[x > after], y[x > after], label=label)
         axes.set(xlabel=xlabel, ylabel=ylabel)
-        if logy:
-            axes.set_yscale("log")
-        style_axes(axes, epochs_from=after or 0)
+        style_axes(axes, epochs_from=after)
         axes.legend()
     if zoom:
         all_axes[0, 0].set_title("every epoch")
@@ -124,7 +107,6 @@ def show_tiles(axes, images, ncols, title=None):
 
 
 def save_grid(path, images, ncols, title):
-    """A grid of images in [0, 1] with a title."""
     nrows = -(-len(images) // ncols)
     figure, axes = plt.subplots(figsize=(0.5 * ncols + 0.4, 0.5 * nrows + 0.6))
     show_tiles(axes, images, ncols, title)
@@ -132,8 +114,7 @@ def save_grid(path, images, ncols, title):
 
 
 def save_tiles(path, images, ncols):
-    """Images in [0, 1] tiled (``tile``) into one PNG of their own pixels, with no axes or title: a GAN's epoch grid,
-    as pytorch/examples' dcgan saves its samples, which figures read back."""
+    """Images in [0, 1] tiled into one PNG of their own pixels, with no axes or title: a GAN's epoch grid."""
     tiles = tile(images, ncols)
     atomic_write(path, lambda temporary: plt.imsave(temporary, tiles, cmap="gray", vmin=0, vmax=1, format="png"))
 
@@ -153,9 +134,8 @@ def save_labelled_rows(path, rows, title):
 # ----- a GAN's training -----
 
 def plot_gan_training(out, history, title, reference):
-    """The figures of a GAN's training from its history: losses.png, discriminator.png, progress.png (from the
-    epoch grids the loop wrote, out/grids/epoch_NNN.png) and, where quality was measured, quality.png (the distance
-    to ``reference``)."""
+    """losses.png, discriminator.png, progress.png (from the epoch grids in out/grids/) and, where quality was
+    measured, quality.png (the distance to ``reference``), from a GAN's history."""
     plot_losses(out / "losses.png", history, f"{title}: losses")
     plot_discriminator_outputs(out / "discriminator.png", history, f"{title}: discriminator outputs")
     plot_progress(out / "progress.png", out / "grids", len(history["loss_g"]),
@@ -174,9 +154,8 @@ def smooth(values, window):
 
 
 def plot_iterations(axes, history, curves):
-    """Per-iteration ``curves`` (history key, label, colour) against the epoch, each iteration faint and a moving mean
-    over about a fifth of an epoch solid; with too few iterations per epoch to average, each iteration alone, solid.
-    Returns the window of the mean (1: none)."""
+    """Per-iteration ``curves`` (history key, label, colour) against the epoch: each iteration faint, a moving mean
+    over about a fifth of an epoch solid. Returns the window of the mean (1: none) and a title that says so."""
     epochs = len(history["loss_g"])
     steps_per_epoch = len(history[curves[0][0]]) / epochs
     window = max(1, round(steps_per_epoch / 5))
@@ -186,19 +165,14 @@ def plot_iterations(axes, history, curves):
             axes.plot(x, history[key], color=color, alpha=0.15, linewidth=0.5)
         plot_line(axes, x, smooth(history[key], window), color=color, label=label)
     axes.set_xlabel("epoch")
-    return window
-
-
-def iterations_title(window):
-    return "per iteration" + (f" (faint: each; solid: mean of {window})" if window > 1 else "")
+    return window, "per iteration" + (f" (faint: each; solid: mean of {window})" if window > 1 else "")
 
 
 def plot_losses(path, history, title):
-    """G and D loss per iteration (``history["step_loss_g"]``, ...; faint: raw, solid: smoothed) beside their means
-    per epoch (``history["loss_g"]``, ...)."""
+    """G and D loss per iteration (faint: raw, solid: smoothed) beside their means per epoch."""
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
     curves = [("step_loss_d", "discriminator", "C0"), ("step_loss_g", "generator", "C1")]
-    window = plot_iterations(left, history, curves)
+    window, subtitle = plot_iterations(left, history, curves)
     # The first iterations' spikes would squash the rest: the axis holds the smoothed curves and the raw losses'
     # 0.5th to 99.5th percentiles, and 0 (a hinge loss of G falls below it).
     raw = np.concatenate([history[key] for key, _, _ in curves])
@@ -206,7 +180,7 @@ def plot_losses(path, history, title):
     low = min(0, np.percentile(raw, 0.5), solid.min())
     high = max(np.percentile(raw, 99.5), solid.max())
     pad = 0.05 * (high - low)
-    left.set(ylabel="loss", title=iterations_title(window), ylim=(low - pad if low < 0 else 0, high + pad))
+    left.set(ylabel="loss", title=subtitle, ylim=(low - pad if low < 0 else 0, high + pad))
     epochs = np.arange(1, len(history["loss_g"]) + 1)
     plot_line(right, epochs, history["loss_d"], color="C0", label="discriminator")
     plot_line(right, epochs, history["loss_g"], color="C1", label="generator")
@@ -220,28 +194,22 @@ def plot_losses(path, history, title):
 
 
 def plot_discriminator_outputs(path, history, title):
-    """Mean D(x) on real and D(G(z)) on generated batches, per iteration (smoothed); at the game's equilibrium both
-    sit at 1/2."""
+    """Mean D(x) and D(G(z)) per iteration, which at the game's equilibrium both sit at 1/2."""
     figure, axes = plt.subplots(figsize=(6.5, 4), layout="constrained")
-    window = plot_iterations(axes, history, [("step_d_real", "D(x), real images", "C2"),
-                                             ("step_d_fake", "D(G(z)), generated", "C3")])
+    _, subtitle = plot_iterations(axes, history, [("step_d_real", "D(x), real images", "C2"),
+                                                  ("step_d_fake", "D(G(z)), generated", "C3")])
     axes.axhline(0.5, color="grey", linestyle=":", linewidth=1, label="equilibrium")
     # A little beyond [0, 1]: a discriminator that wins outright puts its curves on 0 and 1, which must still show.
-    axes.set(ylabel="mean discriminator output", ylim=(-0.03, 1.03), title=f"{title}\n{iterations_title(window)}")
+    axes.set(ylabel="mean discriminator output", ylim=(-0.03, 1.03), title=f"{title}\n{subtitle}")
     style_axes(axes)
     figure.legend(loc="outside lower center", ncols=3)  # below the axes: inside, it would cover the curves
     save_figure(figure, path)
 
 
-def progress_epochs(num_epochs, count=5):
-    """The epochs the progress figure shows: the first, evenly spaced ones in between, the last."""
-    return sorted({round(1 + i * (num_epochs - 1) / (count - 1)) for i in range(count)}) if num_epochs > 1 else [1]
-
-
-def plot_progress(path, grids, num_epochs, title, count=5):
-    """The epoch grids ``grids/epoch_NNN.png`` of chosen epochs side by side, each at least as many screen pixels
-    wide as its file: the one-pixel gaps between tiles would otherwise be dropped unevenly when scaled down."""
-    epochs = progress_epochs(num_epochs, count)
+def plot_progress(path, grids, num_epochs, title):
+    """The epoch grids of five evenly spaced epochs side by side, each at least as many screen pixels wide as its
+    file: the one-pixel gaps between tiles would otherwise be dropped unevenly when scaled down."""
+    epochs = sorted({round(1 + i * (num_epochs - 1) / 4) for i in range(5)})
     images = [plt.imread(grids / f"epoch_{epoch:03d}.png") for epoch in epochs]
     inches = max(2.6, 1.6 * images[0].shape[1] / DPI)  # the axes take about 2/3 of a panel's width
     figure, all_axes = plt.subplots(1, len(epochs), figsize=(inches * len(epochs), inches + 0.4), squeeze=False)
@@ -253,16 +221,14 @@ def plot_progress(path, grids, num_epochs, title, count=5):
 
 
 def plot_quality(path, history, title, reference):
-    """Frechet distance, inception score and the rarest class's share at each ``history["quality_epoch"]``;
-    ``reference`` names the real images the distance was measured against."""
+    """Frechet distance (to the real images ``reference``), inception score and rarest class's share per epoch."""
     epochs = history["quality_epoch"]
     figure, (fd, score, share) = plt.subplots(1, 3, figsize=(13, 3.8), layout="constrained")
     plot_line(fd, epochs, history["frechet_distance"])
     fd.set(ylabel="Frechet distance (lower is better)", yscale="log")
     plot_line(score, epochs, history["inception_score"], color="C1")
     score.set(ylabel="inception score (higher is better)")
-    classes = len(history["class_shares"][-1]) if history.get("class_shares") else 10
-    balanced = 100 / classes
+    balanced = 100 / len(history["class_shares"][-1])
     plot_line(share, epochs, np.array(history["min_class_share"]) * 100, color="C2", label="rarest class")
     share.axhline(balanced, color="grey", linestyle=":", label="balanced")
     # The rarest share lies between 0 (a class never drawn) and the balanced one; a margin keeps both ends visible.

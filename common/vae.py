@@ -15,12 +15,12 @@ from common import checkpoints, cli, data, distributed, progress
 from common.cli import UserError
 
 # 10,000 of MNIST's 60,000 training images (split_indices) are never trained on: vae_anomaly_detection.py makes its
-# choices on them, which needs normal digits the VAE has not seen, and the test set stays for reported numbers. As
-# many as the test set, so the development mix mirrors the test mix; and a VAE of this split trains on 50,000 at most,
-# which tells it from one of the earlier split (the file's last 5,000 held out, 55,000 trained on).
+# choices on these unseen normal digits, and the test set stays for reported numbers. As many as the test set, so
+# the development mix mirrors the test mix.
 VALIDATION_SIZE = 10_000
 SPLIT_SEED = 0  # the split's seed, fixed: every script and every --seed gets the same split
 MNIST_TRAINING_IMAGES = 60_000
+
 
 class VAE(nn.Module):
     """What every VAE here shares: ``encoder`` maps images to (mu, logvar), ``decoder`` maps z to pixel logits."""
@@ -39,10 +39,8 @@ class VAE(nn.Module):
 
 
 class ConvVAE(VAE):
-    """Two strided convolutions and a hidden layer down to (mu, logvar); the mirror image back to pixel logits.
-
-    SiLU rather than ReLU: 2.4 nats lower test loss after 3 epochs here, for the same cost (BENCHMARKS.md).
-    """
+    """Two strided convolutions and a hidden layer down to (mu, logvar); the mirror image back to pixel logits. SiLU
+    rather than ReLU: a lower test loss for the same cost (BENCHMARKS.md)."""
 
     def __init__(self, latent_dim=32, channels=32, hidden=512):
         super().__init__()
@@ -82,26 +80,9 @@ class MLPVAE(VAE):
         )
 
 
-def build_vae(config):
-    """The VAE a checkpoint's ``model_config`` describes."""
-    config = dict(config)
-    architecture = config.pop("architecture")
-    return {"conv": ConvVAE, "mlp": MLPVAE}[architecture](**config)
-
-
-def model_config(cfg):
-    """The constructor arguments of the VAE that the settings ``cfg`` ask for."""
-    if cfg.architecture == "mlp":
-        return dict(architecture="mlp", latent_dim=cfg.latent_dim, hidden=cfg.hidden)
-    return dict(architecture="conv", latent_dim=cfg.latent_dim, channels=cfg.channels, hidden=cfg.hidden)
-
-
 def negative_elbo(model, x):
-    """Per image: reconstruction = -log p(x|z) for one z ~ q(z|x), and KL(q(z|x) || N(0, I)).
-
-    Their sum is the negative evidence lower bound (Kingma & Welling 2014, eq. 10); the KL has the closed form of
-    their Appendix B, -1/2 * sum(1 + logvar - mu^2 - exp(logvar)).
-    """
+    """Per image: reconstruction = -log p(x|z) for one z ~ q(z|x), and KL(q(z|x) || N(0, I)), whose sum is the
+    negative ELBO (Kingma & Welling 2014, eq. 10); the KL in the closed form of their Appendix B."""
     logits, mu, logvar = model(x)
     reconstruction = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
     kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)
@@ -130,15 +111,17 @@ def learning_rate(peak, step, warmup_steps, total_steps):
 
 # ----- the epoch loop's bookkeeping (vae_mnist.py shows the loop) -----
 
+HISTORY_KEYS = ("train_loss", "train_reconstruction", "train_kl", "test_loss", "test_reconstruction", "test_kl",
+                "seconds")
+
+
 def start(cfg, train_examples, checkpoint_path, fixed, model, optimizer):
-    """Where training starts: (history, first epoch to train). With ``cfg.resume`` and a checkpoint at
-    ``checkpoint_path``, the model and optimizer continue from it, which must have been trained on as many images
-    (``train_examples``) under the same values of the settings ``fixed``. Rank 0 reads the file for every process."""
+    """Where training starts: (history, first epoch to train). With ``cfg.resume`` and a checkpoint trained on as many
+    images (``train_examples``) with the same settings ``fixed``, the model and optimizer continue from it."""
     distributed.check_batch_size(cfg.batch_size)
     checkpoint = distributed.from_main(_resumed, cfg, train_examples, checkpoint_path, fixed)
     if checkpoint is None:
-        history = {f"{split}_{term}": [] for split in ("train", "test") for term in ("loss", "reconstruction", "kl")}
-        return {**history, "seconds": []}, 1
+        return {key: [] for key in HISTORY_KEYS}, 1
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
     return checkpoint["history"], checkpoint["epoch"] + 1
@@ -164,18 +147,16 @@ def _resumed(cfg, train_examples, checkpoint_path, fixed):
 
 
 def record_epoch(history, totals, timer, model, test_images, epoch, checkpoint_path):
-    """The epoch's training terms (``totals``: summed reconstruction, summed KL, images, on this process) and
-    seconds into ``history``, then the test numbers after it; stops before anything is saved if the loss diverged."""
+    """The epoch's training terms (``totals``: summed reconstruction, summed KL, images) and seconds into ``history``,
+    then the test numbers after it; stops before anything is saved if the loss diverged."""
     totals = distributed.total(totals)
     seconds = timer.elapsed()
     train_reconstruction, train_kl = (totals[:2] / totals[2]).tolist()
     checkpoints.stop_if_diverged({"the training loss (-ELBO)": train_reconstruction + train_kl}, epoch,
                                  checkpoint_path, "lower --lr")
-    test_loss, test_reconstruction, test_kl = evaluate(model, test_images)
-    for name, value in [("train_loss", train_reconstruction + train_kl), ("train_reconstruction", train_reconstruction),
-                        ("train_kl", train_kl), ("test_loss", test_loss), ("test_reconstruction", test_reconstruction),
-                        ("test_kl", test_kl), ("seconds", seconds)]:
-        history[name].append(value)
+    values = [train_reconstruction + train_kl, train_reconstruction, train_kl, *evaluate(model, test_images), seconds]
+    for key, value in zip(HISTORY_KEYS, values):
+        history[key].append(value)
 
 
 def epoch_summary(history, epoch, epochs):
@@ -186,24 +167,19 @@ def epoch_summary(history, epoch, epochs):
 
 
 def load_vae(checkpoint_path, device, flag=None):
-    """Rebuild a trained VAE from its checkpoint alone (no flags needed); returns (model, checkpoint). ``flag``: the
-    option that named the file, for the error message when it is not a VAE."""
+    """(model, checkpoint): a VAE rebuilt from its checkpoint alone. ``flag``: the option that named the file."""
     checkpoint = checkpoints.load_checkpoint(checkpoint_path, device, kind="vae", flag=flag)
-    model = build_vae(checkpoint["model_config"]).to(device)
+    config = dict(checkpoint["model_config"])
+    model = {"conv": ConvVAE, "mlp": MLPVAE}[config.pop("architecture")](**config).to(device)
     model.load_state_dict(checkpoint["model"])
     return model.eval(), checkpoint
 
 
 @torch.no_grad()
 def importance_weighted_nll_per_image(model, images, samples, batch_size=64, decodes=65536):
-    """Estimate of -log p(x) in nats for each of the float ``images`` in [0, 1], from ``samples`` importance samples
-    (Burda et al. 2016, eq. 8).
-
-    log p(x) >= log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x): tighter than the ELBO, exact as k grows.
-    Batches of 64 images (64 k decodes at once) keep the work in the CPU's caches: 1.5x faster here than 250. At most
-    ``decodes`` images are decoded at once, the samples of a batch in chunks whose log-sums combine exactly, so that
-    memory stays bounded for any number of samples. A progress bar shows the way: this can take minutes.
-    """
+    """-log p(x) in nats of each float image (Burda et al. 2016, eq. 8): log p(x) >= log (1/k) sum_i p(x|z_i) p(z_i)
+    / q(z_i|x) for k = ``samples`` z_i ~ q(z|x). Small batches keep the work in the CPU's caches; at most ``decodes``
+    images are decoded at once, in chunks whose log-sums combine exactly, so memory stays bounded for any k."""
     model.eval()
     log_2pi = math.log(2 * math.pi)
     estimates = []
@@ -224,7 +200,7 @@ def importance_weighted_nll_per_image(model, images, samples, batch_size=64, dec
     return torch.cat(estimates)
 
 
-def importance_weighted_nll(model, images, samples=64):
+def importance_weighted_nll(model, images, samples):
     """The mean of ``importance_weighted_nll_per_image`` over uint8 ``images``: nats per image."""
     return importance_weighted_nll_per_image(model, data.to_unit_range(images), samples).mean().item()
 
@@ -238,20 +214,15 @@ def active_units(model, images, threshold=0.01, batch_size=1000):
 
 
 def split_indices():
-    """(training, validation): the indices into MNIST's training file of the VAE's training images and of the
-    held-out validation digits, each sorted, disjoint, together all 60,000.
-
-    A random split, not the file's last images: the file's order is not random, and its tail is not like its whole.
-    A pure function of SPLIT_SEED, drawn by numpy's legacy generator, whose stream numpy keeps fixed across versions,
-    so every script, machine and version gets the same split.
-    """
+    """(training, validation): sorted indices into MNIST's training file, disjoint, together all 60,000. Random, not
+    the file's tail, whose order is not random; drawn by numpy's legacy generator, whose stream numpy keeps fixed
+    across versions, so every script, machine and version gets the same split."""
     order = np.random.RandomState(SPLIT_SEED).permutation(MNIST_TRAINING_IMAGES)
     return np.sort(order[VALIDATION_SIZE:]), np.sort(order[:VALIDATION_SIZE])
 
 
 def load_training_split(data_dir, device, limit=0):
-    """MNIST's training images without the validation digits, and their labels: 50,000 in the file's order (or its
-    first ``limit``), uint8 on ``device``."""
+    """MNIST's training images without the validation digits (or their first ``limit``), and their labels."""
     training, _ = split_indices()
     return _load_training_images(data_dir, device, training[:limit] if limit else training)
 
@@ -269,9 +240,8 @@ def _load_training_images(data_dir, device, indices):
 
 
 def saw_validation_split(checkpoint, log=print):
-    """Whether the checkpoint's VAE may have been trained on validation digits (VALIDATION_SIZE tells), with a
-    warning if so: seen digits score lower than unseen ones, so a percentile of their scores is too low a threshold
-    (more false positives than it promises)."""
+    """Whether the checkpoint's VAE may have been trained on validation digits, with a warning if so: seen digits
+    score lower than unseen ones, so a percentile of their scores is too low a threshold."""
     train_examples = checkpoint.get("train_examples")
     if train_examples is not None and train_examples <= MNIST_TRAINING_IMAGES - VALIDATION_SIZE:
         return False
@@ -282,7 +252,6 @@ def saw_validation_split(checkpoint, log=print):
 
 
 DEFAULT_CHECKPOINT = Path("outputs/vae_mnist/checkpoint.pt")  # where vae_mnist.py saves its VAE by default
-# The flag of every script that reuses vae_mnist.py's model.
 CHECKPOINT_SETTINGS = {
     "vae_checkpoint": (str(DEFAULT_CHECKPOINT),
                        "the trained VAE to use; if the default is absent, one is trained there first with "
@@ -291,9 +260,8 @@ CHECKPOINT_SETTINGS = {
 
 
 def load_or_train_vae(checkpoint_path, data_dir, device, seed=0, log=print):
-    """The VAE saved at ``checkpoint_path`` (--vae-checkpoint) and its checkpoint. At the default path an absent
-    file is trained there first by vae_mnist.py with its defaults; any other path must exist (a typo is one line,
-    not minutes of training). Under torchrun rank 0 alone loads it: the others get (None, None)."""
+    """The VAE saved at ``checkpoint_path`` (--vae-checkpoint) and its checkpoint; at the default path an absent file
+    is trained there first by vae_mnist.py, any other must exist. Under torchrun, (None, None) but on rank 0."""
     checkpoint_path = Path(checkpoint_path)
     if not distributed.from_main(checkpoint_path.exists):
         if checkpoint_path.resolve() != DEFAULT_CHECKPOINT.resolve():
