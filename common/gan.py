@@ -174,7 +174,7 @@ def epoch_summary(history, epoch, epochs):
     line = (f"epoch {epoch:3d}/{epochs}  loss D {history['loss_d'][-1]:.3f}  G {history['loss_g'][-1]:.3f}  "
             f"D(x) {history['d_real'][-1]:.2f}  D(G(z)) {history['d_fake'][-1]:.2f}")
     if history["quality_epoch"][-1:] == [epoch]:
-        line += (f"  FD {history['frechet_distance'][-1]:7.2f}  IS {history['inception_score'][-1]:.2f}  "
+        line += (f"  classifier FD {history['frechet_distance'][-1]:7.2f}  IS {history['inception_score'][-1]:.2f}  "
                  f"rarest class {100 * history['min_class_share'][-1]:.1f}%")
     return f"{line}  {history['seconds'][-1]:5.1f} s"
 

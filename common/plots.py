@@ -221,11 +221,12 @@ def plot_progress(path, grids, num_epochs, title):
 
 
 def plot_quality(path, history, title, reference):
-    """Frechet distance (to the real images ``reference``), inception score and rarest class's share per epoch."""
+    """The classifier's numbers per epoch: the Frechet distance in its features (to the real images ``reference``),
+    the inception score of its probabilities and the rarest class's share."""
     epochs = history["quality_epoch"]
     figure, (fd, score, share) = plt.subplots(1, 3, figsize=(13, 3.8), layout="constrained")
     plot_line(fd, epochs, history["frechet_distance"])
-    fd.set(ylabel="Frechet distance (lower is better)", yscale="log")
+    fd.set(ylabel="classifier distance (lower is better)", yscale="log")
     plot_line(score, epochs, history["inception_score"], color="C1")
     score.set(ylabel="inception score (higher is better)")
     balanced = 100 / len(history["class_shares"][-1])
@@ -237,5 +238,6 @@ def plot_quality(path, history, title, reference):
         axes.set(xlabel="epoch")
         style_axes(axes)
     share.legend()
-    figure.suptitle(f"{title}: generated images against {reference}, in a classifier's eyes")
+    figure.suptitle(f"{title}: generated images against {reference}, in a classifier's eyes (the distance: Frechet, "
+                    f"in its features)")
     save_figure(figure, path)
