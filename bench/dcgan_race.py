@@ -191,7 +191,7 @@ def main(argv=None):
         real_images, _ = data.load_cifar10(cfg.data_dir, train=False, device=device, limit=cfg.eval_samples)
     else:
         real_images = train_images[:cfg.eval_samples]
-    judge_network, judge_accuracy = classifier.cifar10_classifier(cfg.data_dir, device, cfg.classifier)
+    judge_network, judge_identity = classifier.cifar10_classifier(cfg.data_dir, device, cfg.classifier)
     real_features, _ = classifier.features_and_probabilities(judge_network, real_images)
 
     def judge(images):
@@ -201,8 +201,8 @@ def main(argv=None):
         return scores
 
     machine = torch.cuda.get_device_name() if device.type == "cuda" else f"{platform.machine()}, {os.cpu_count()} CPUs"
-    print(f"{machine}, torch {torch.__version__}, {torch.get_num_threads()} threads; judge's test accuracy "
-          f"{judge_accuracy:.4f}")
+    print(f"{machine}, torch {torch.__version__}, {torch.get_num_threads()} threads; judge: the classifier "
+          f"{judge_identity['weights_sha256']}")
     names = [*(["plain"] if cfg.baselines else []), *variants]
     results, samples = {name: [] for name in names}, {}
     for seed in range(cfg.seed, cfg.seed + cfg.seeds):
@@ -218,7 +218,7 @@ def main(argv=None):
             samples.setdefault(name, last)
             files.write_json(out / "race.json", {"machine": machine, "torch": torch.__version__,
                                                 "threads": torch.get_num_threads(), "settings": vars(cfg),
-                                                "variants": variants, "judge_accuracy": judge_accuracy,
+                                                "variants": variants, "classifier": judge_identity,
                                                 "results": results})
     table = summarise(results, names, cfg.every)
     print_table(table, names, f"{cfg.eval_samples} {cfg.reference} images")
