@@ -88,7 +88,8 @@ def load_network(weights=None, device="cpu"):
     a missing or unreadable file is a ``UserError`` saying what to install."""
     path = Path(weights) if weights else packaged_weights()
     if path is None:
-        raise UserError(f"--fid inception needs the original FID's Inception-v3, which is not installed: {INSTALL}")
+        raise UserError(f"the Inception FID and KID need the original FID's Inception-v3, which is not installed: "
+                        f"{INSTALL}")
     if not path.is_file():
         raise UserError(f"--inception-weights {path}: no such file; {INSTALL}")
     try:
@@ -138,6 +139,16 @@ def frechet_inception_distance(real, generated, network, device, batch_size=BATC
     real_features = reference_features(real, network, device, batch_size)
     generated_features = inception_features(generated, network, device, batch_size)
     return metrics.frechet_distance_of_statistics(*statistics(generated_features), *statistics(real_features))
+
+
+def fid_and_kid(real_features, generated_features, seed=0):
+    """The FID and KID of generated against real Inception features, with what a comparison needs."""
+    kid, kid_std, kid_error = kernel_inception_distance(real_features, generated_features, seed=seed)
+    return {"fid_inception": metrics.frechet_distance_of_statistics(*statistics(generated_features),
+                                                                    *statistics(real_features)),
+            "kid_inception": kid, "kid_inception_std": kid_std, "kid_inception_standard_error": kid_error,
+            "fid_generated_images": len(generated_features), "fid_real_images": len(real_features),
+            "fid_implementation": IMPLEMENTATION}
 
 
 def kernel_inception_distance(real_features, generated_features, subsets=100, subset_size=1000, seed=0):

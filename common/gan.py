@@ -8,8 +8,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from common import (checkpoints, classifier, cli, data, dcgan, distributed, fid, files, metrics, mlp_gan, plots,
-                    progress)
+from common import checkpoints, classifier, cli, data, dcgan, distributed, fid, files, mlp_gan, plots, progress
 from common.batches import epoch_batches
 
 QUALITY_KEYS = ("frechet_distance", "inception_score", "class_shares", "min_class_share")
@@ -190,12 +189,7 @@ def final_metrics(scores, history, judge=None):
 def inception_scores(network, generator, real_images, num_samples, device, seed):
     """The standard FID and KID of ``num_samples`` samples against ``real_images``, with what a comparison needs."""
     generated = fid.inception_features(generate(generator, num_samples, device, seed=seed), network, device)
-    real = fid.reference_features(real_images, network, device)
-    kid, kid_std, kid_error = fid.kernel_inception_distance(real, generated, seed=seed)
-    return {"fid_inception": metrics.frechet_distance_of_statistics(*fid.statistics(generated), *fid.statistics(real)),
-            "kid_inception": kid, "kid_inception_std": kid_std, "kid_inception_standard_error": kid_error,
-            "fid_generated_images": num_samples, "fid_real_images": len(real_images),
-            "fid_implementation": fid.IMPLEMENTATION}
+    return fid.fid_and_kid(fid.reference_features(real_images, network, device), generated, seed)
 
 
 def report(scores, generator, cfg, out, device, class_names, fid_network=None, reference=None, reference_name=None):
