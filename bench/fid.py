@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common import cli, data, devices, fid, metrics  # noqa: E402
+from common import cli, data, devices, fid  # noqa: E402
 from common.cli import UserError  # noqa: E402
 
 NAMED_SETS = ("cifar10-train", "cifar10-test", "mnist-train", "mnist-test")
@@ -67,13 +67,11 @@ def main(argv=None):
         if count < 2:
             raise UserError(f"{name} holds {count} image: a covariance needs at least 2")
     real = fid.reference_features(reference, network, device, cfg.batch_size)
-    generated = fid.inception_features(images, network, device, cfg.batch_size)
-    value = metrics.frechet_distance_of_statistics(*fid.statistics(generated), *fid.statistics(real))
-    kid, kid_std, _ = fid.kernel_inception_distance(real, generated)
-    print(f"FID {value:.3f}, KID {kid:.5f} (std over subsets {kid_std:.5f}): {len(images)} images of {cfg.images} "
-          f"against {len(reference)} of {cfg.reference}")
-    return {"fid_inception": value, "kid_inception": kid, "kid_inception_std": kid_std, "images": len(images),
-            "reference_images": len(reference)}
+    scores = fid.fid_and_kid(real, fid.inception_features(images, network, device, cfg.batch_size))
+    print(f"FID {scores['fid_inception']:.3f}, KID {scores['kid_inception']:.5f} (std over subsets "
+          f"{scores['kid_inception_std']:.5f}): {len(images)} images of {cfg.images} against {len(reference)} of "
+          f"{cfg.reference}")
+    return scores
 
 
 if __name__ == "__main__":

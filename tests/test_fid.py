@@ -223,11 +223,11 @@ def test_bench_fid_compares_two_samples_files_and_caches_the_reference(tmp_path,
     result = fid_command.main(args)
     assert result["fid_inception"] == pytest.approx(fid.frechet_inception_distance(real, generated, QuadrantColours(),
                                                                                    "cpu"))
-    assert result["images"] == result["reference_images"] == 300 and "KID" in capsys.readouterr().out
+    assert result["fid_generated_images"] == result["fid_real_images"] == 300 and "KID" in capsys.readouterr().out
     assert result["kid_inception"] == pytest.approx(fid.kernel_inception_distance(
         QuadrantColours()(real).float(), QuadrantColours()(generated).float())[0], rel=1e-4)
     assert len(list(fid.CACHE_DIR.glob("*.pt"))) == 1
-    assert fid_command.main(args + ["--limit", "50"])["reference_images"] == 50
+    assert fid_command.main(args + ["--limit", "50"])["fid_real_images"] == 50
     np.savez(tmp_path / "floats.npz", images=np.zeros((4, 3, 8, 8), np.float32))
     np.savez(tmp_path / "objects.npz", images=np.array([{}], dtype=object))  # loading it would unpickle
     (tmp_path / "cut.npz").write_bytes((tmp_path / "floats.npz").read_bytes()[:100])
