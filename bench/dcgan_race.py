@@ -7,8 +7,7 @@ dcgan_cifar10.py's default run trains on 2 CPU cores) and is stopped every --eve
 recipe on, takes the first 10,000 training images instead):
 
 - the Inception KID (Binkowski et al. 2018, common/fid.py) of --kid-samples generated images, with its standard error
-  over the KID's subsets (of the real images alone: up to 1,000 samples, every subset holds them all; the verdict
-  weighs the seeds' range instead);
+  (from disjoint fifths of the samples: conservative; the verdict weighs the seeds' range);
 - the classifier distance: the Frechet distance of --eval-samples generated images to as many of those real images in
   the features of the project's CIFAR-10 classifier (common/classifier.py), a cheap second opinion;
 - at the last point of each recipe's first seed only, the standard FID (and the KID) of --fid-samples generated images.
