@@ -57,7 +57,7 @@ def binarize(images, generator=None):
     return torch.bernoulli(data.to_unit_range(images), generator=generator).mul_(255).to(torch.uint8)
 
 
-def plot_curves(history, out):
+def plot_curves(history, out, dataset):
     # A training number is the mean over an epoch's batches, while the model improves: it belongs to the middle of
     # the epoch, the test number (measured after it) to its end. The first epoch's, averaged over a model that starts
     # from noise, would flatten the rest: the second panel leaves it out.
@@ -66,7 +66,7 @@ def plot_curves(history, out):
                                      ("kl.png", "kl", "KL(q(z|x) || p(z)) (nats per image)", "KL term")]:
         plots.plot_curves(out / name, {"train (mean over the epoch)": (test_epochs - 0.5, history[f"train_{key}"]),
                                        "test (after the epoch)": (test_epochs, history[f"test_{key}"])},
-                          "epoch", ylabel, f"VAE on MNIST: {title}", zoom_after=1)
+                          "epoch", ylabel, f"VAE on {dataset}: {title}", zoom_after=1)
 
 
 @torch.no_grad()
@@ -145,7 +145,7 @@ def main(argv=None):
     model.eval()
     seeds.seed_everything(cfg.seed)
 
-    plot_curves(history, out)
+    plot_curves(history, out, "binarised MNIST" if cfg.binarize else "MNIST")
     plot_images(model, test_images, test_labels, out, model.config["latent_dim"])
     metrics = {  # the test numbers are the last epoch's evaluation, which the curves end with
         "test_loss": history["test_loss"][-1],
