@@ -109,9 +109,11 @@ def vae_history(epochs):
 
 @pytest.mark.parametrize("epochs", [1, 2, 9])
 def test_elbo_and_kl_show_both_series_at_any_number_of_epochs(figures, tmp_path, epochs):
-    vae_mnist.plot_curves(vae_history(epochs), tmp_path)
+    vae_mnist.plot_curves(vae_history(epochs), tmp_path, "binarised MNIST")
     for name in ("elbo.png", "kl.png"):
         all_axes = figures[name].axes
+        title = figures[name]._suptitle or all_axes[0].title  # one panel: the title is the axes'
+        assert title.get_text().startswith("VAE on binarised MNIST: ")
         assert len(all_axes) == (2 if epochs >= 3 else 1)  # the zoomed panel only where it leaves two epochs
         for axes in all_axes:
             check_readable(axes)
