@@ -134,13 +134,6 @@ def reference_features(images, network, device, batch_size=BATCH_SIZE):
     return features
 
 
-def frechet_inception_distance(real, generated, network, device, batch_size=BATCH_SIZE):
-    """The FID between two sets of uint8 images (N x C x H x W, C = 3 or 1), the real set's features cached."""
-    real_features = reference_features(real, network, device, batch_size)
-    generated_features = inception_features(generated, network, device, batch_size)
-    return metrics.frechet_distance_of_statistics(*statistics(generated_features), *statistics(real_features))
-
-
 def fid_and_kid(real_features, generated_features, seed=0):
     """The FID and KID of generated against real Inception features, with what a comparison needs."""
     kid, kid_std, kid_error = kernel_inception_distance(real_features, generated_features, seed=seed)

@@ -113,8 +113,11 @@ def test_the_kid_is_near_0_for_two_samples_of_one_distribution_at_any_count_and_
 def test_the_fid_of_a_set_against_itself_is_about_0_also_for_greyscale_images():
     for channels in (3, 1):
         real, generated = image_sets(channels)
-        assert abs(fid.frechet_inception_distance(real, real, QuadrantColours(), "cpu")) < 1e-9
-        value = fid.frechet_inception_distance(real, generated, QuadrantColours(), "cpu", batch_size=64)
+        network = QuadrantColours()
+        real_features = fid.reference_features(real, network, "cpu")
+        assert abs(fid.fid_and_kid(real_features, fid.inception_features(real, network, "cpu"))["fid_inception"]) < 1e-9
+        value = fid.fid_and_kid(real_features, fid.inception_features(generated, network, "cpu", batch_size=64))[
+            "fid_inception"]
         assert value == pytest.approx(metrics.frechet_distance(QuadrantColours()(real), QuadrantColours()(generated)),
                                       rel=1e-6)
         assert value > 0.01
@@ -233,8 +236,8 @@ def test_bench_fid_compares_two_samples_files_and_caches_the_reference(tmp_path,
     files.write_samples(tmp_path / "generated.npz", [generated], len(generated))
     args = ["--images", str(tmp_path / "generated.npz"), "--reference", str(tmp_path / "real.npz"), "--device", "cpu"]
     result = fid_command.main(args)
-    assert result["fid_inception"] == pytest.approx(fid.frechet_inception_distance(real, generated, QuadrantColours(),
-                                                                                   "cpu"))
+    assert result["fid_inception"] == pytest.approx(metrics.frechet_distance(QuadrantColours()(generated),
+                                                                             QuadrantColours()(real)))
     assert result["fid_generated_images"] == result["fid_real_images"] == 300 and "KID" in capsys.readouterr().out
     assert result["kid_inception"] == pytest.approx(fid.kernel_inception_distance(
         QuadrantColours()(real).float(), QuadrantColours()(generated).float())[0], rel=1e-4)
