@@ -1,10 +1,13 @@
 """A race at equal wall-clock time: dcgan_cifar10.py's default recipe against a plain DCGAN, over several seeds,
 judged by the Inception KID.
 
-In one process, one after the other, each recipe trains for --minutes of training steps (by default as long as
-dcgan_cifar10.py's default run trains on 2 CPU cores) and is stopped every --every minutes to be judged against the
-10,000 CIFAR-10 test images, which neither recipe trains on or chooses anything with (--reference train, to choose a
-recipe on, takes the first 10,000 training images instead):
+In one process, first every recipe trains, one after the other, for --minutes of training steps (by default as long
+as dcgan_cifar10.py's default run trains on 2 CPU cores), stopped every --every minutes to draw its samples and take
+their classifier distance; then, with the training over, every point's samples are judged by Inception-v3. A machine
+must be left alone during the first part only (its minutes decide how far each recipe gets); the Inception part's
+numbers do not depend on the load. Everything is measured against the 10,000 CIFAR-10 test images, which neither
+recipe trains on or chooses anything with (--reference train, to choose a recipe on, takes the first 10,000 training
+images instead):
 
 - the Inception KID (Binkowski et al. 2018, common/fid.py) of --kid-samples generated images, with its standard error
   (from disjoint fifths of the samples: conservative; the verdict weighs the seeds' range);
@@ -25,7 +28,7 @@ and its range (lowest to highest); a recipe is ahead of another there when its w
 
 It needs the original FID's Inception-v3 (docs/fid.md) and stops at the start without it. On 2 CPU cores Inception-v3
 reads about 7 images a second, so the defaults take about 2.5 hours there: 68 minutes of training (2 recipes x 2 seeds
-x 17 minutes), 14 KIDs of 1,000 samples (about 2.3 minutes each), 2 FIDs of 10,000 (about 23 minutes each; their first
+x 17 minutes, the part to leave the machine alone for), then 14 KIDs of 1,000 samples (about 2.3 minutes each), 2 FIDs of 10,000 (about 23 minutes each; their first
 1,000 samples give the other 2 KIDs) and seconds a point of sampling and classifier distance; once more 23 minutes for
 the real images' Inception features unless outputs/fid_cache/ holds them. The script prints its estimate at the start.
 
@@ -128,15 +131,14 @@ def default_recipe(overrides, seed, images, device):
     return step, sample
 
 
-def judge_function(cfg, inception, real_inception, judge_network, real_features, device):
-    """judge(images, fid_samples): the Inception KID of the first --kid-samples ``images`` and the classifier's scores
-    of the first --eval-samples; with ``fid_samples``, also the FID and KID of that many, under "fid"."""
+def judge_function(cfg, inception, real_inception, device):
+    """judge(images, fid_samples): the Inception KID of the first --kid-samples ``images``; with ``fid_samples``, also
+    the FID and KID of that many, under "fid"."""
     def judge(images, fid_samples):
         generated = fid.inception_features(images[:max(cfg.kid_samples, fid_samples)], inception, device)
         # The KID's subsets of real images come from one seed, the same at every point and for every recipe.
         kid, _, kid_error = fid.kernel_inception_distance(real_inception, generated[:cfg.kid_samples])
-        scores = {"kid_inception": kid, "kid_inception_standard_error": kid_error,
-                  **classifier.sample_quality(judge_network, images[:cfg.eval_samples], real_features)}
+        scores = {"kid_inception": kid, "kid_inception_standard_error": kid_error}
         if fid_samples:
             scores["fid"] = fid.fid_and_kid(real_inception, generated[:fid_samples])
         return scores
@@ -148,11 +150,12 @@ def measurement_minutes(cfg):
     return np.arange(cfg.every, cfg.minutes + 1e-9, cfg.every)
 
 
-def race(step, sample, judge, cfg, device, fid_samples=0):
-    """Train with ``step`` for cfg.minutes, judging ``sample``'s images every cfg.every minutes, the last point with
-    the FID of ``fid_samples`` images (0: without); returns one dict per measurement and the last samples."""
+def race(step, sample, distance, cfg, device, fid_samples=0):
+    """Train with ``step`` for cfg.minutes, stopping every cfg.every minutes to draw ``sample``'s images and take
+    their ``distance`` (the classifier's scores); returns one dict per point, the images each point keeps for the
+    Inception judge (at the last point ``fid_samples`` of them, if more than --kid-samples) and the last samples."""
     points = measurement_minutes(cfg) * 60
-    measured, trained, steps = [], 0.0, 0
+    measured, kept, trained, steps = [], [], 0.0, 0
     for index, point in enumerate(points):
         timer = progress.Timer(device)
         while trained + timer.elapsed() < point:
@@ -161,13 +164,24 @@ def race(step, sample, judge, cfg, device, fid_samples=0):
         trained += timer.elapsed()
         count = fid_samples if index == len(points) - 1 else 0
         images = sample(max(cfg.eval_samples, cfg.kid_samples, count), cfg.seed + 2).to(device)
-        scores = judge(images, count)
-        measured.append({"minutes": trained / 60, "steps": steps, **scores})
-        print(f"    {trained / 60:5.2f} min  {steps:6d} steps  KID x 10^3 {1000 * scores['kid_inception']:6.2f} +- "
-              f"{1000 * scores['kid_inception_standard_error']:.2f}  classifier distance "
-              f"{scores['frechet_distance']:7.2f}" + (f"  FID {scores['fid']['fid_inception']:.2f} ({count} samples)"
-                                                      if count else ""), flush=True)
-    return measured, images[:64].cpu()
+        measured.append({"minutes": trained / 60, "steps": steps, **distance(images[:cfg.eval_samples])})
+        kept.append((images[:max(cfg.kid_samples, count)].cpu(), count))
+        print(f"    {trained / 60:5.2f} min  {steps:6d} steps  classifier distance "
+              f"{measured[-1]['frechet_distance']:7.2f}", flush=True)
+    return measured, kept, images[:64].cpu()
+
+
+def judge_all(results, kept, judge):
+    """Add the Inception judge's scores to every point of ``results`` ({recipe: [one run's points]}), from the images
+    ``kept`` beside them."""
+    for name, runs in results.items():
+        for run, run_kept in zip(runs, kept[name]):
+            for point, (images, fid_samples) in zip(run, run_kept):
+                point.update(judge(images, fid_samples))
+                print(f"{name[:40]:>40s} {point['minutes']:5.2f} min  KID x 10^3 {1000 * point['kid_inception']:6.2f}"
+                      f" +- {1000 * point['kid_inception_standard_error']:.2f}" +
+                      (f"  FID {point['fid']['fid_inception']:.2f} ({fid_samples} samples)" if fid_samples else ""),
+                      flush=True)
 
 
 def estimate(cfg, recipes):
@@ -279,12 +293,19 @@ def main(argv=None):
     real_inception = fid.reference_features(real_images, inception, device)
     judge_network, judge_identity = classifier.cifar10_classifier(cfg.data_dir, device, cfg.classifier)
     real_features, _ = classifier.features_and_probabilities(judge_network, real_images[:cfg.eval_samples])
-    judge = judge_function(cfg, inception, real_inception, judge_network, real_features, device)
+    judge = judge_function(cfg, inception, real_inception, device)
 
     machine = torch.cuda.get_device_name() if device.type == "cuda" else f"{platform.machine()}, {os.cpu_count()} CPUs"
     print(f"{machine}, torch {torch.__version__}, {torch.get_num_threads()} threads; judges: Inception-v3 (weights "
           f"sha1 {inception.digest[:16]}) and the classifier {judge_identity['weights_sha256']}")
-    results, samples = {name: [] for name in names}, {}
+    results, kept, samples = {name: [] for name in names}, {name: [] for name in names}, {}
+
+    def save():
+        files.write_json(out / "race.json", {"machine": machine, "torch": torch.__version__,
+                                            "threads": torch.get_num_threads(), "settings": vars(cfg),
+                                            "variants": variants, "reference": real_name,
+                                            "inception": fid.IMPLEMENTATION, "inception_sha1": inception.digest,
+                                            "classifier": judge_identity, "results": results})
     for seed in range(cfg.seed, cfg.seed + cfg.seeds):
         for name in names:
             print(f"seed {seed}, {name}", flush=True)
@@ -293,15 +314,17 @@ def main(argv=None):
                 step, sample = plain_recipe(train_images, device)
             else:
                 step, sample = default_recipe(variants[name], seed, train_images, device)
-            measured, last = race(step, sample, judge, SimpleNamespace(**{**vars(cfg), "seed": seed}), device,
-                                  fid_samples=cfg.fid_samples if seed == cfg.seed else 0)
+            measured, run_kept, last = race(
+                step, sample, lambda images: classifier.sample_quality(judge_network, images, real_features),
+                SimpleNamespace(**{**vars(cfg), "seed": seed}), device,
+                fid_samples=cfg.fid_samples if seed == cfg.seed else 0)
             results[name].append(measured)
+            kept[name].append(run_kept)
             samples.setdefault(name, last)
-            files.write_json(out / "race.json", {"machine": machine, "torch": torch.__version__,
-                                                "threads": torch.get_num_threads(), "settings": vars(cfg),
-                                                "variants": variants, "reference": real_name,
-                                                "inception": fid.IMPLEMENTATION, "inception_sha1": inception.digest,
-                                                "classifier": judge_identity, "results": results})
+            save()
+    print("Training over; the Inception judge now (the machine may be used meanwhile)", flush=True)
+    judge_all(results, kept, judge)
+    save()
     table = summarise(results, names, cfg.every)
     print_table(table, names, f"{cfg.kid_samples:,} samples vs {real_name}")
     print_fids(results, names, f"{cfg.fid_samples:,} samples vs {real_name}")

@@ -84,30 +84,38 @@ def test_where_plain_wins_the_verdict_names_those_minutes(capsys):
 
 
 def test_the_race_judges_every_point_by_kid_and_the_last_also_by_fid(capsys):
-    """A stand-in network for Inception-v3 and an untrained classifier: what is measured where, not its values."""
+    """A stand-in network for Inception-v3 and an untrained classifier: what is measured where, not its values. The
+    training keeps each point's images; the Inception judge scores them afterwards."""
     device = torch.device("cpu")
     torch.manual_seed(0)
     real = torch.randint(0, 256, (400, 3, 32, 32), dtype=torch.uint8)
     network = classifier.SmallCNN(in_channels=3, image_size=32, channels=8, hidden=classifier.FEATURES)
     real_features, _ = classifier.features_and_probabilities(network, real[:200])
     cfg = SimpleNamespace(minutes=0.003, every=0.001, seed=0, kid_samples=50, eval_samples=200)
-    judge = dcgan_race.judge_function(cfg, QuadrantColours(), QuadrantColours()(real).float(), network,
-                                      real_features, device)
-    drawn = []
+    judge = dcgan_race.judge_function(cfg, QuadrantColours(), QuadrantColours()(real).float(), device)
+    drawn, distances = [], []
 
     def sample(count, seed):
         drawn.append(count)
         return torch.randint(0, 128, (count, 3, 32, 32), dtype=torch.uint8)  # darker than the real images
-    measured, last = dcgan_race.race(lambda: None, sample, judge, cfg, device, fid_samples=300)
-    assert drawn == [200, 200, 300] and last.shape == (64, 3, 32, 32)
+
+    def distance(images):
+        distances.append(len(images))
+        return classifier.sample_quality(network, images, real_features)
+    measured, kept, last = dcgan_race.race(lambda: None, sample, distance, cfg, device, fid_samples=300)
+    assert drawn == [200, 200, 300] and distances == [200, 200, 200] and last.shape == (64, 3, 32, 32)
+    assert [len(images) for images, _ in kept] == [50, 50, 300] and [count for _, count in kept] == [0, 0, 300]
     assert [m["steps"] for m in measured] == sorted(m["steps"] for m in measured) and measured[0]["steps"] > 0
-    for m in measured:
-        assert m["kid_inception"] > 4 * m["kid_inception_standard_error"] > 0 and m["frechet_distance"] > 0
-    assert "fid" not in measured[0] and "fid" not in measured[1]
+    assert all(m["frechet_distance"] > 0 and "kid_inception" not in m for m in measured)
+    # Without fid_samples (every seed after the first), no FID's images.
+    second, second_kept, _ = dcgan_race.race(lambda: None, sample, distance, cfg, device)
+    assert drawn[-3:] == [200, 200, 200] and [len(images) for images, _ in second_kept] == [50, 50, 50]
+    dcgan_race.judge_all({"default": [measured, second]}, {"default": [kept, second_kept]}, judge)
+    for m in measured + second:
+        assert m["kid_inception"] > 4 * m["kid_inception_standard_error"] > 0
+    assert not any("fid" in m for m in measured[:2] + second)
     end = measured[2]["fid"]
     assert end["fid_inception"] > 0 and end["kid_inception"] > 0 and "inception-2015-12-05" in end["fid_implementation"]
     assert end["fid_generated_images"] == 300 and end["fid_real_images"] == 400
-    assert "FID" in capsys.readouterr().out.splitlines()[-1]
-    # Without fid_samples (every seed after the first), no FID.
-    measured, _ = dcgan_race.race(lambda: None, sample, judge, cfg, device)
-    assert not any("fid" in m for m in measured) and drawn[-3:] == [200, 200, 200]
+    judged = [line for line in capsys.readouterr().out.splitlines() if "KID" in line]
+    assert len(judged) == 6 and ["FID" in line for line in judged] == [False, False, True, False, False, False]
