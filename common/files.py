@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import shutil
+import stat
 import tempfile
 import zipfile
 from pathlib import Path
@@ -15,12 +16,18 @@ from common.cli import UserError
 
 
 def unwritable(path):
-    """Why no folder could be created or written at ``path``, in words; None where one can."""
+    """Why no folder could be created or written at ``path``, in words; None where one can. One look at each part of
+    the path (another process, torchrun's main one, may be creating the folder meanwhile)."""
     for part in [path, *path.parents]:
-        if part.is_dir():
+        try:
+            folder = stat.S_ISDIR(part.stat().st_mode)
+        except OSError:  # absent (or under a file, which a later part shows)
+            if not part.is_symlink():
+                continue
+            folder = False  # a link to nothing
+        if folder:
             return None if os.access(part, os.W_OK | os.X_OK) else f"{part} is not writable"
-        if part.exists() or part.is_symlink():
-            return f"{part} is a file, not a folder" if part == path else f"{part}, on its path, is a file"
+        return f"{part} is a file, not a folder" if part == path else f"{part}, on its path, is a file"
     return None
 
 

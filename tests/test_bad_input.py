@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -315,6 +316,18 @@ def test_an_out_dir_that_is_a_file_or_goes_through_one_is_refused_and_the_file_l
     assert f"{notes}, on its path, is a file" in user_error(main, "--out-dir", notes / "sub",
                                                             "--data-dir", tmp_path / "nowhere")
     assert fingerprint(notes) == before
+
+
+def test_a_folder_another_process_creates_meanwhile_is_not_called_a_file(tmp_path, monkeypatch):
+    """Under torchrun the main process creates --out-dir while the others check it: a check that looks twice (absent,
+    then present) called the new folder a file. Here it appears between the two looks."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    monkeypatch.setattr(Path, "is_dir", lambda self: False if self == folder else os.path.isdir(self))
+    assert files.unwritable(folder) is None
+    (tmp_path / "dangling").symlink_to(tmp_path / "nothing")
+    assert files.unwritable(tmp_path / "dangling") == f"{tmp_path / 'dangling'} is a file, not a folder"
+    assert files.unwritable(tmp_path / "new" / "sub") is None
 
 
 def test_an_out_dir_that_is_a_file_exits_with_code_2(tmp_path):
