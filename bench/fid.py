@@ -68,9 +68,9 @@ def main(argv=None):
             raise UserError(f"{name} holds {count} image: a covariance needs at least 2")
     real = fid.reference_features(reference, network, device, cfg.batch_size)
     scores = fid.fid_and_kid(real, fid.inception_features(images, network, device, cfg.batch_size))
-    print(f"FID {scores['fid_inception']:.3f}, KID {scores['kid_inception']:.5f} (std over subsets "
-          f"{scores['kid_inception_std']:.5f}): {len(images)} images of {cfg.images} against {len(reference)} of "
-          f"{cfg.reference}")
+    print(f"FID {scores['fid_inception']:.3f}, KID {scores['kid_inception']:.5f} +- "
+          f"{scores['kid_inception_standard_error']:.5f} (standard error): {len(images)} images of {cfg.images} "
+          f"against {len(reference)} of {cfg.reference}")
     return scores
 
 
