@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import gan_mnist
-from common import classifier, gan, mlp_gan, weight_average
+from common import classifier, data, gan, mlp_gan, weight_average
 from tests.conftest import REPO
 
 FIGURES = ["losses.png", "discriminator.png", "progress.png", "quality.png", "samples.png", "grids/epoch_001.png",
@@ -139,6 +139,28 @@ def test_re_estimating_batch_norm_leaves_the_global_random_numbers_of_training_a
     assert torch.equal(twin.net[1].running_var, generator.net[1].running_var)  # the same seed: the same z
     weight_average.reestimate_batch_norm(twin, "cpu", num_images=1000, seed=1)
     assert not torch.equal(twin.net[1].running_var, generator.net[1].running_var)
+
+
+def test_g_started_as_principal_components_draws_the_images_mean_and_their_main_variations(data_dir):
+    """Before any step, G's output (before the Tanh) has the images' mean (atanh space) and its spread lies along
+    their top principal components, with about their variances; a random start draws one grey blur for every z."""
+    images = data.to_signed_range(data.load_mnist(data_dir, train=True, device=torch.device("cpu"), limit=2000)[0])
+    pixels = torch.atanh(images.flatten(1).clamp(-0.98, 0.98))
+    variances, components = torch.linalg.eigh(torch.cov(pixels.T))
+    torch.manual_seed(0)
+    generator = mlp_gan.Generator()
+    mlp_gan.start_as_principal_components(generator, images, seed=0)
+    with torch.no_grad():  # training mode: batch norm over the batch, as in the first step
+        drawn = generator.net[:-2](torch.randn(4000, 64))                # 4000 x 784, before the Tanh
+    assert float((drawn.mean(0) - pixels.mean(0)).abs().max()) < 0.25   # pixels span about 4.6 (-2.3 to 2.3)
+    along = torch.var(drawn @ components[:, -8:], dim=0)                 # the top 8 components
+    assert (along / variances[-8:]).min() > 0.5 and (along / variances[-8:]).max() < 2
+    across = torch.var(drawn @ components[:, :-64], dim=0)               # every other direction: none of the spread
+    assert float(across.sum()) < 0.01 * float(variances[-64:].sum())
+    random = mlp_gan.Generator()
+    with torch.no_grad():
+        spread = torch.var(random.net[:-2](torch.randn(4000, 64)) @ components[:, -8:], dim=0)
+    assert float(spread.max()) < 0.1 * float(variances[-8:].min())
 
 
 def test_minibatch_std_tells_identical_fakes_from_varied_ones():
