@@ -10,9 +10,9 @@ moving average of G's weights whose half-life grows with the images seen, its ba
 (common/weight_average.py; BENCHMARKS.md measures each). G's output layer starts as the training images' principal
 components, so that G draws blurred digits from the first step (common/mlp_gan.py). Quality is judged in the features
 of the cached MNIST classifier (common/classifier.py), a network the project trains itself, named by its weights'
-hash in metrics.json: Frechet distance, inception score and each digit's share, of 5k samples against the first 5k training images after
-each epoch, and of 10k against the 10k test images at the end, with other z. --fid inception adds the standard FID
-and KID (common/fid.py; optional weights) of 10k samples against the 10k test images.
+hash in metrics.json: Frechet distance, inception score and each digit's share, of 5k samples against the first 5k
+training images after each epoch, and of 10k against the 10k test images at the end, with other z. --fid inception
+adds the standard FID and KID (common/fid.py; optional weights) of 10k samples against the 10k test images.
 
     python gan_mnist.py                                  # CPU: about 3.5 minutes on 2 cores
     python gan_mnist.py --device cuda --epochs 100       # GPU
