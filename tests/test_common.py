@@ -90,7 +90,7 @@ def test_fixed_on_resume_is_what_each_script_marks():
     import gan_mnist
     import vae_mnist
     assert set(cli.fixed_on_resume(gan_mnist.SETTINGS)) == {
-        "batch_size", "limit", "latent_dim", "g_width", "d_width", "minibatch_std", "beta1", "real_label",
+        "batch_size", "limit", "latent_dim", "g_width", "d_width", "minibatch_std", "pca_start", "beta1", "real_label",
         "ema_half_life", "ema_burn_in", "ema_rampup", "seed"}
     assert set(cli.fixed_on_resume(dcgan_cifar10.SETTINGS)) == {
         "batch_size", "limit", "latent_dim", "base_channels", "spectral_norm", "loss", "beta1", "ema_half_life",
