@@ -27,10 +27,11 @@ and its range (lowest to highest); a recipe is ahead of another there when its w
   (separated by ";"), raced the same way.
 
 It needs the original FID's Inception-v3 (docs/fid.md) and stops at the start without it. On 2 CPU cores Inception-v3
-reads about 7 images a second, so the defaults take about 2.5 hours there: 68 minutes of training (2 recipes x 2 seeds
-x 17 minutes, the part to leave the machine alone for), then 14 KIDs of 1,000 samples (about 2.3 minutes each), 2 FIDs of 10,000 (about 23 minutes each; their first
-1,000 samples give the other 2 KIDs) and seconds a point of sampling and classifier distance; once more 23 minutes for
-the real images' Inception features unless outputs/fid_cache/ holds them. The script prints its estimate at the start.
+reads about 7 images a second, so the defaults take about 2.5 hours there: 68 minutes of training (2 recipes x 2 seeds x
+17 minutes, the part to leave the machine alone for), then 14 KIDs of 1,000 samples (about 2.3 minutes each), 2 FIDs of
+10,000 (about 23 minutes each; their first 1,000 samples give the other 2 KIDs) and seconds a point of sampling and
+classifier distance; once more 23 minutes for the real images' Inception features unless outputs/fid_cache/ holds them.
+The script prints its estimate at the start.
 
     python bench/dcgan_race.py --data-dir ../shared/data                   # 2 CPU cores: about 2.5 hours
     python bench/dcgan_race.py --data-dir DATA --device cuda --minutes 5 --every 1
