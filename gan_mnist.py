@@ -148,7 +148,7 @@ def main(argv=None):
         seeds.seed_everything(cfg.seed)  # the initial weights are the seed's too
         generator, discriminator, optimizer_g, optimizer_d = build(cfg, device)
         if cfg.pca_start:  # G starts as the images' linear model (a resumed run loads its weights over it)
-            mlp_gan.start_as_principal_components(generator, data.to_signed_range(train_images), cfg.seed)
+            mlp_gan.start_as_principal_components(generator, train_images, cfg.seed)
         average, history, first_epoch = gan.start(checkpoint_path, cfg, "mlp", cli.fixed_on_resume(SETTINGS),
                                                   generator, discriminator, optimizer_g, optimizer_d)
         noise = gan.fixed_noise(cfg, device)

@@ -6,6 +6,8 @@ import math
 import torch
 from torch import nn
 
+from common import data
+
 
 class Generator(nn.Module):
     """z -> fully connected layers with batch norm and ReLU -> Tanh pixels, the "simple GAN" generator."""
@@ -27,15 +29,15 @@ class Generator(nn.Module):
 
 @torch.no_grad()
 def start_as_principal_components(generator, images, seed=0):
-    """Start G's output layer as a principal-component model of ``images`` (N x C x H x W in [-1, 1], the first
-    10,000 of them), taken before the Tanh (atanh of the pixels, clamped to +-0.98 so that black is a finite -2.3):
+    """Start G's output layer as a principal-component model of uint8 ``images`` (N x C x H x W, the first 10,000 of
+    them), taken before the Tanh (atanh of the pixels, clamped to +-0.98 so that black is a finite -2.3):
     its bias the images' mean, its weights their top latent_dim components, each scaled by its standard deviation and
     read through a fixed random projection of the last hidden layer. That layer's units are ReLUs of batch-normalised
     values, N(0, 1) at the start: mean 1 / sqrt(2 pi) and variance 1/2 - 1/(2 pi) each, so the projection gives about
     N(0, I) coordinates. G then draws blurred digit shapes from the first step, which training sharpens; from the
     usual random start the first hundred steps draw grey tiles and speckle (BENCHMARKS.md, "The quick trial")."""
     output = generator.net[-3]                                            # the Linear before the Tanh
-    pixels = torch.atanh(images[:10000].flatten(1).clamp(-0.98, 0.98))   # N x C*H*W
+    pixels = torch.atanh(data.to_signed_range(images[:10000]).flatten(1).clamp(-0.98, 0.98))  # N x C*H*W
     variances, components = torch.linalg.eigh(torch.cov(pixels.T))        # ascending
     rank = generator.config["latent_dim"]
     scaled = components[:, -rank:] * variances[-rank:].clamp(min=0).sqrt()  # C*H*W x rank

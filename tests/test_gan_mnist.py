@@ -144,8 +144,8 @@ def test_re_estimating_batch_norm_leaves_the_global_random_numbers_of_training_a
 def test_g_started_as_principal_components_draws_the_images_mean_and_their_main_variations(data_dir):
     """Before any step, G's output (before the Tanh) has the images' mean (atanh space) and its spread lies along
     their top principal components, with about their variances; a random start draws one grey blur for every z."""
-    images = data.to_signed_range(data.load_mnist(data_dir, train=True, device=torch.device("cpu"), limit=2000)[0])
-    pixels = torch.atanh(images.flatten(1).clamp(-0.98, 0.98))
+    images, _ = data.load_mnist(data_dir, train=True, device=torch.device("cpu"), limit=2000)
+    pixels = torch.atanh(data.to_signed_range(images).flatten(1).clamp(-0.98, 0.98))
     variances, components = torch.linalg.eigh(torch.cov(pixels.T))
     torch.manual_seed(0)
     generator = mlp_gan.Generator()
