@@ -32,7 +32,7 @@ from common import (checkpoints, classifier, cli, data, devices, distributed, fi
 
 SETTINGS = {
     # Shared with the other scripts (common/cli.py, classifier.py, fid.py, weight_average.py): --data-dir,
-    # --out-dir, --device auto, --seed 0, --overwrite, --limit 0, --resume, --num-samples 0, --tensorboard,
+    # --out-dir, --device auto, --seed 0, --overwrite, --limit 0, --resume, --num-samples 0,
     # --classifier outputs/classifiers/mnist.pt, --fid none, --fid-samples 10000, --fid-reference test,
     # --inception-weights, --ema-burn-in 1, --ema-rampup 0.1.
     # cli.FIXED marks a setting that --resume must keep: it shapes the networks, the data or its order, or the

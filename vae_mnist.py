@@ -26,7 +26,7 @@ from common.batches import epoch_batches
 
 SETTINGS = {
     # Shared with the other scripts (common/cli.py): --data-dir, --out-dir, --device auto, --seed 0, --overwrite,
-    # --limit 0, --resume, --num-samples 0, --tensorboard.
+    # --limit 0, --resume, --num-samples 0.
     # cli.FIXED marks a setting that --resume must keep: it shapes the model, the data or its order, or the
     # learning-rate schedule (a function of the epochs); --lr may change, every step sets its rate from it anew.
     **cli.TRAINING_SETTINGS,

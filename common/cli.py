@@ -36,7 +36,6 @@ TRAINING_SETTINGS = {
     "limit": (0, "train on the first N training examples only (0: all)", FIXED),
     "resume": (False, "continue from the checkpoint in the output folder instead of starting over"),
     "num_samples": (0, "also write N generated images to samples.npz (key 'images', uint8)"),
-    "tensorboard": (False, "also log every curve to <out-dir>/tensorboard/ (needs pip install tensorboard)"),
 }
 
 

@@ -1,7 +1,7 @@
 """The output folder as the record of one run: config.json (settings, command, date, git commit, versions, device),
 log.txt (the console output of every run in the folder) and, rewritten with every checkpoint, history.csv (one row
-per epoch), the GANs' steps.csv (one row per iteration) and, with --tensorboard, the same curves as events. Nothing
-is written until every check has passed; an --epochs 0 run, which only evaluates and samples, keeps config.json."""
+per epoch) and the GANs' steps.csv (one row per iteration). Nothing is written until every check has passed; an
+--epochs 0 run, which only evaluates and samples, keeps config.json."""
 import contextlib
 import datetime
 import fcntl
@@ -9,7 +9,6 @@ import json
 import os
 import platform
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,11 +36,11 @@ def output_folder(script_file, out_dir=None):
 
 # Settings that say where or how a run goes, or what its end adds (the standard FID), not what it trains: runs that
 # differ in these only are the same run.
-WHERE_AND_HOW = ("data_dir", "out_dir", "device", "resume", "overwrite", "tensorboard", "num_samples", "fid",
-                 "fid_samples", "fid_reference", "inception_weights")
+WHERE_AND_HOW = ("data_dir", "out_dir", "device", "resume", "overwrite", "num_samples", "fid", "fid_samples",
+                 "fid_reference", "inception_weights")
 # What an earlier run may have left that a fresh one need not write again (samples.npz without --num-samples, ...):
 # removed when the fresh run's record begins, so that nothing in the folder belongs to a model no longer there.
-EARLIER_RUNS_FILES = ("samples.npz", "best.pt", "tensorboard")
+EARLIER_RUNS_FILES = ("samples.npz", "best.pt")
 _run = None  # the open run (open_run), in the main process
 _locks = {}  # folder -> the open descriptor that holds its lock, for this process's life
 _started_by = None  # the command that calls the scripts' mains, while it does (started_by)
@@ -71,7 +70,7 @@ def open_run(script_file, cfg, device, checkpoint=None, sample_shape=None):
     fresh = not trains or (cfg.epochs > 0 and not cfg.resume)  # a run that starts over, not one continued
     distributed.from_main(_claim, folder, script, cfg, fresh, sample_shape)
     _run = SimpleNamespace(folder=folder, checkpoint=folder / checkpoint if trains else None, fresh=fresh,
-                           begun=False, configured=False, tensorboard=getattr(cfg, "tensorboard", False),
+                           begun=False, configured=False,
                            provenance=run_provenance(script, cfg, device) if distributed.is_main() else None)
     if distributed.is_main():
         stream = sys.stdout.stream if isinstance(sys.stdout, _Console) else sys.stdout
@@ -87,12 +86,6 @@ def open_run(script_file, cfg, device, checkpoint=None, sample_shape=None):
 
 def _claim(folder, script, cfg, starts_over, sample_shape):
     _lock(folder)
-    if getattr(cfg, "tensorboard", False):
-        try:
-            from torch.utils.tensorboard import SummaryWriter  # noqa: F401  (only its presence is checked here)
-        except ImportError:
-            raise UserError("--tensorboard needs the tensorboard package, which is not installed: pip install "
-                            "tensorboard (or drop --tensorboard: history.csv holds the same curves)") from None
     if getattr(cfg, "num_samples", 0):
         check_samples_fit(folder, cfg.num_samples, sample_shape)
     if not getattr(cfg, "overwrite", False):
@@ -161,8 +154,7 @@ def record_epoch(path, state):
     if not _run.configured:
         if _run.fresh:
             for name in EARLIER_RUNS_FILES:
-                stale = _run.folder / name
-                shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
+                (_run.folder / name).unlink(missing_ok=True)
         write_json(_run.folder / "config.json", _run.provenance)
         _run.configured = True
     start_record()
@@ -172,8 +164,6 @@ def record_epoch(path, state):
         write_csv(_run.folder / "history.csv", per_epoch)
         if per_step:
             write_csv(_run.folder / "steps.csv", per_step)
-        if _run.tensorboard:
-            _log_to_tensorboard(per_epoch, per_step, epoch)
 
 
 def interrupt_message_after(path, state):
@@ -214,21 +204,6 @@ def history_tables(history, epochs):
             cells = {f"{key}_{i}": part for i, part in enumerate(value)} if isinstance(value, list) else {key: value}
             per_epoch[epoch - 1].update(cells)
     return per_epoch, per_step
-
-
-def _log_to_tensorboard(per_epoch, per_step, epoch):
-    """The epoch just saved, as scalars at its epoch and its iterations (a resumed run logs over an interrupted one)."""
-    if _run.tensorboard is True:
-        from torch.utils.tensorboard import SummaryWriter  # a fresh run's folder has no earlier events (record_epoch)
-        _run.tensorboard = SummaryWriter(_run.folder / "tensorboard")
-    for column, value in per_epoch[epoch - 1].items():
-        if column != "epoch":
-            _run.tensorboard.add_scalar(f"epoch/{column}", value, epoch)
-    for row in (row for row in per_step if row["epoch"] == epoch):
-        for column, value in row.items():
-            if column not in ("iteration", "epoch"):
-                _run.tensorboard.add_scalar(f"iteration/{column}", value, row["iteration"])
-    _run.tensorboard.flush()
 
 
 def run_provenance(script, cfg, device):

@@ -91,11 +91,9 @@ def test_the_same_command_again_starts_over_and_overwrite_replaces_a_run_of_othe
     vae_mnist.main([*common, "--seed", "1", "--overwrite"])
     assert json.loads((folder / "config.json").read_text())["settings"]["seed"] == 1
     (folder / "samples.npz").write_bytes(b"samples of the replaced model")
-    (folder / "tensorboard").mkdir()
-    (folder / "tensorboard" / "events").write_bytes(b"its curves")
     vae_mnist.main([*common, "--seed", "1", "--device", "cpu"])  # the same run again: no --overwrite needed
     assert (folder / "log.txt").read_text().count("== ") == 1  # a run that starts over starts its log over
-    assert not (folder / "samples.npz").exists() and not (folder / "tensorboard").exists()  # the earlier run's
+    assert not (folder / "samples.npz").exists()  # the earlier run's
 
 
 def test_a_folder_another_live_run_holds_is_refused_untouched(vae_run):
@@ -135,24 +133,6 @@ def test_refusals_checked_late_write_nothing_either(tmp_path):
     out = tmp_path / "walk"
     assert "--pool >= 2 * pairs" in user_error(latent_interpolation.main, "--out-dir", out, "--pairs", 3, "--pool", 4)
     assert not out.exists() or not list(out.iterdir())
-
-
-def test_tensorboard_is_optional_and_said_so_before_anything_runs(tmp_path, monkeypatch):
-    monkeypatch.setitem(__import__("sys").modules, "torch.utils.tensorboard", None)
-    message = user_error(vae_mnist.main, "--tensorboard", "--out-dir", tmp_path / "run", "--data-dir", "nowhere")
-    assert "--tensorboard needs the tensorboard package" in message and "pip install tensorboard" in message
-
-
-def test_tensorboard_gets_every_curve_of_history_csv(data_dir, tmp_path):
-    pytest.importorskip("torch.utils.tensorboard")
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    out = tmp_path / "run"
-    vae_mnist.main(["--data-dir", str(data_dir), "--out-dir", str(out), *VAE_FLAGS, "--epochs", "2", "--tensorboard"])
-    events = EventAccumulator(str(out / "tensorboard")).Reload()
-    rows = read_csv(out / "history.csv")
-    assert sorted(events.Tags()["scalars"]) == sorted(f"epoch/{column}" for column in rows[0] if column != "epoch")
-    assert [event.step for event in events.Scalars("epoch/test_loss")] == [1, 2]
-    assert events.Scalars("epoch/test_loss")[1].value == pytest.approx(float(rows[1]["test_loss"]))
 
 
 # ----- the GANs' record: history.csv per epoch, steps.csv per iteration -----
