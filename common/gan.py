@@ -186,17 +186,13 @@ def final_metrics(scores, history, judge=None):
             "epochs": len(history["loss_d"]), "train_seconds": sum(history["seconds"])}
 
 
-def inception_scores(network, generator, real_images, num_samples, device, seed):
-    """The standard FID and KID of ``num_samples`` samples against ``real_images``, with what a comparison needs."""
-    generated = fid.inception_features(generate(generator, num_samples, device, seed=seed), network, device)
-    return fid.fid_and_kid(fid.reference_features(real_images, network, device), generated, seed)
-
-
 def report(scores, generator, cfg, out, device, class_names, fid_network=None, reference=None, reference_name=None):
     """The end of a GAN script's run: with ``fid_network``, the standard FID and KID against ``reference`` added to
     ``scores``; metrics.json written and printed; with --num-samples, samples.npz. Returns the metrics."""
     if fid_network is not None:
-        scores.update(inception_scores(fid_network, generator, reference, cfg.fid_samples, device, cfg.seed + 3),
+        generated = generate(generator, cfg.fid_samples, device, seed=cfg.seed + 3)
+        scores.update(fid.fid_and_kid(fid.reference_features(reference, fid_network, device),
+                                      fid.inception_features(generated, fid_network, device), cfg.seed + 3),
                       fid_reference=reference_name)
     files.write_json(out / "metrics.json", scores)
     print("  ".join(f"{key} {value:.3f}" if isinstance(value, float) else f"{key} {value}"
