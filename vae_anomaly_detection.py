@@ -92,9 +92,9 @@ def calibrate(cfg, model, device):
     Returns a namespace with ``scores(images)`` (every score of every image), ``validation_scores``, ``thresholds``
     (per score) and ``threshold`` (--anomaly-score's).
     """
-    train_images, _ = vae.load_training_split(cfg.data_dir, device, GREY_LEVEL_DIGITS)
+    train_images, _ = vae.load_split("training", cfg.data_dir, device, GREY_LEVEL_DIGITS)
     grey_levels = anomaly_scores.fit_grey_levels(model, data.to_unit_range(train_images))
-    val_images, _ = vae.load_validation_split(cfg.data_dir, device)
+    val_images, _ = vae.load_split("validation", cfg.data_dir, device)
     raw_validation = anomaly_scores.score_images(model, data.to_unit_range(val_images), grey_levels, seed=cfg.seed,
                                                  iw_samples=cfg.iw_samples)
 
@@ -112,7 +112,7 @@ def evaluation_images(cfg, device, fashion=False):
     validation digits (development), which set the threshold too. With ``fashion``, also as many Fashion-MNIST images:
     its test images, or the first of its training images."""
     development = cfg.evaluate_on == "development"
-    digits = (vae.load_validation_split(cfg.data_dir, device) if development else
+    digits = (vae.load_split("validation", cfg.data_dir, device) if development else
               data.load_mnist(cfg.data_dir, train=False, device=device))[0]
     if not fashion:
         return digits, None

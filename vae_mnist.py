@@ -104,7 +104,7 @@ def main(argv=None):
         model, checkpoint = vae.load_vae(checkpoint_path, device)
         history = checkpoint["history"]
     else:
-        train_images, train_labels = vae.load_training_split(cfg.data_dir, device, cfg.limit)
+        train_images, train_labels = vae.load_split("training", cfg.data_dir, device, cfg.limit)
         if cfg.digit != "all":
             train_images = train_images[train_labels == int(cfg.digit)]
         seeds.seed_everything(cfg.seed)  # the initial weights are the seed's too

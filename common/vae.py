@@ -221,21 +221,13 @@ def split_indices():
     return np.sort(order[VALIDATION_SIZE:]), np.sort(order[:VALIDATION_SIZE])
 
 
-def load_training_split(data_dir, device, limit=0):
-    """MNIST's training images without the validation digits (or their first ``limit``), and their labels."""
-    training, _ = split_indices()
-    return _load_training_images(data_dir, device, training[:limit] if limit else training)
-
-
-def load_validation_split(data_dir, device):
-    """The held-out normal digits: the VALIDATION_SIZE training images of split_indices, and their labels."""
-    _, validation = split_indices()
-    return _load_training_images(data_dir, device, validation)
-
-
-def _load_training_images(data_dir, device, indices):
+def load_split(split, data_dir, device, limit=0):
+    """The images of MNIST's training file in ``split``, "training" or "validation" (split_indices), or their first
+    ``limit``, and their labels."""
     images, labels = data.load_mnist(data_dir, train=True, device=device)
-    indices = torch.as_tensor(indices, device=images.device)
+    training, validation = split_indices()
+    indices = torch.as_tensor({"training": training, "validation": validation}[split][:limit or None],
+                              device=images.device)
     return images[indices], labels[indices]
 
 

@@ -114,10 +114,10 @@ def test_detects_corruptions_with_a_threshold_from_validation_digits_only(data_d
     assert detector.threshold == metrics["threshold"]
     # It is the percentile of the validation digits' scores, under the grey-level model counted on training digits
     # (checked on the first 1,000 validation digits, rescored here).
-    train_images, _ = vae.load_training_split(data_dir, "cpu", vad.GREY_LEVEL_DIGITS)
+    train_images, _ = vae.load_split("training", data_dir, "cpu", vad.GREY_LEVEL_DIGITS)
     grey_levels = anomaly_scores.fit_grey_levels(model, data.to_unit_range(train_images))
     assert torch.equal(detector.grey_levels, grey_levels)
-    val_images, _ = vae.load_validation_split(data_dir, "cpu")
+    val_images, _ = vae.load_split("validation", data_dir, "cpu")
     assert len(val_images) == vae.VALIDATION_SIZE
     rescored = anomaly_scores.score_images(model, data.to_unit_range(val_images[:1000]), grey_levels)
     for name in anomaly_scores.COMBINATIONS["combined"]:
@@ -146,8 +146,8 @@ def test_the_development_mix_and_the_threshold_come_from_the_training_file_alone
     cfg = cli.parse(vad.SETTINGS, "", ["--data-dir", str(data_dir), "--evaluate-on", "development",
                                        "--corruptions", "gaussian_noise"])
     images, kinds = vad.build_mix(cfg, ("gaussian_noise",), "cpu", torch.Generator().manual_seed(0))
-    validation, _ = vae.load_validation_split(data_dir, "cpu")
-    training = {bytes(image.numpy()) for image in vae.load_training_split(data_dir, "cpu")[0]}
+    validation, _ = vae.load_split("validation", data_dir, "cpu")
+    training = {bytes(image.numpy()) for image in vae.load_split("training", data_dir, "cpu")[0]}
     normal = {bytes(image.numpy()) for image in data.to_uint8(images[torch.as_tensor(kinds == "normal")])}
     assert normal <= {bytes(image.numpy()) for image in validation} and not normal & training
     # Before the split changed, the development types were tuned on test digits: that mix is gone.
@@ -167,9 +167,9 @@ def test_the_validation_split_is_random_fixed_and_disjoint_from_training_and_tes
     assert (np.histogram(validation, bins=10, range=(0, 60_000))[0] > 800).all()
     assert validation[:5].tolist() == [17, 18, 24, 28, 50] and int(validation.sum()) == 300_012_983
     images, labels = data.load_mnist(data_dir, train=True)
-    val_images, val_labels = vae.load_validation_split(data_dir, "cpu")
+    val_images, val_labels = vae.load_split("validation", data_dir, "cpu")
     assert torch.equal(val_images, images[validation]) and torch.equal(val_labels, labels[validation])
-    assert torch.equal(vae.load_training_split(data_dir, "cpu", 100)[0], images[training[:100]])
+    assert torch.equal(vae.load_split("training", data_dir, "cpu", 100)[0], images[training[:100]])
     # No validation digit is a test digit.
     test_images, _ = data.load_mnist(data_dir, train=False)
     assert not {bytes(image.numpy()) for image in val_images} & {bytes(image.numpy()) for image in test_images}
