@@ -14,8 +14,7 @@ KINDS = {
     "gan": ("a GAN (written by gan_mnist.py or dcgan_cifar10.py)",
             ("architecture", "generator", "generator_config", "generator_ema", "discriminator",
              "discriminator_config", "optimizer_g", "optimizer_d", "epoch", "history", "settings")),
-    "classifier": ("a cached classifier (outputs/classifiers/)",
-                   ("model", "model_config", "test_accuracy", "train_examples", "epochs", "identity")),
+    "classifier": ("a cached classifier (outputs/classifiers/)", ("model", "model_config", "identity")),
 }
 
 

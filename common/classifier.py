@@ -124,7 +124,6 @@ def _train(model, train, test, path, epochs, batch_size, lr, seed):
     identity = {"weights_sha256": weights_hash(model), "seed": seed, "test_accuracy": accuracy(model, *test),
                 "test_images": len(test[0]), "train_images": len(images), "epochs": epochs}
     checkpoints.save_checkpoint(path, "classifier", model=model.state_dict(), model_config=model.config,
-                                test_accuracy=identity["test_accuracy"], train_examples=len(images), epochs=epochs,
                                 identity=identity)
     return identity
 

@@ -124,7 +124,7 @@ def write_classifier(path, in_channels=3, image_size=32):
     identity = {"weights_sha256": classifier.weights_hash(model), "seed": 0, "test_accuracy": 0.5,
                 "test_images": 100, "train_images": 100, "epochs": 1}
     checkpoints.save_checkpoint(path, "classifier", model=model.state_dict(), model_config=model.config,
-                                test_accuracy=0.5, train_examples=100, epochs=1, identity=identity)
+                                identity=identity)
 
 
 @pytest.mark.parametrize("script, flag, write, missing", [
