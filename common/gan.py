@@ -159,8 +159,7 @@ def save_grid(out, epoch, generator, noise):
     plots.save_tiles(out / "grids" / f"epoch_{epoch:03d}.png", images, round(math.sqrt(len(images))))
 
 
-def checkpoint_state(architecture, cfg, epoch, history, generator, average, discriminator, optimizer_g,
-                     optimizer_d):
+def checkpoint_state(architecture, cfg, epoch, history, generator, average, discriminator, optimizer_g, optimizer_d):
     """What a GAN checkpoint holds after ``epoch`` (checkpoints.KINDS["gan"])."""
     return dict(architecture=architecture, generator=generator.state_dict(), generator_config=generator.config,
                 generator_ema=average.state_dict(), discriminator=discriminator.state_dict(),

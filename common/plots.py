@@ -122,8 +122,7 @@ def save_tiles(path, images, ncols):
 def save_labelled_rows(path, rows, title):
     """One row of images per ``(label, images)`` pair, the label on its left: before/after, epoch by epoch."""
     ncols = max(len(images) for _, images in rows)
-    figure, all_axes = plt.subplots(len(rows), 1, figsize=(0.55 * ncols + 1.5, 0.6 * len(rows) + 0.6),
-                                    squeeze=False)
+    figure, all_axes = plt.subplots(len(rows), 1, figsize=(0.55 * ncols + 1.5, 0.6 * len(rows) + 0.6), squeeze=False)
     for axes, (label, images) in zip(all_axes[:, 0], rows):
         show_tiles(axes, images, ncols)
         axes.set_ylabel(label, rotation=0, ha="right", va="center")
