@@ -7,18 +7,19 @@ the quality measurement, the epoch's grid, the checkpoint) is one call into comm
 onto a few digit shapes, as PyTorch-GAN's gan.py does here (bench/gan_mnist_vs_pytorch_gan.py): a minibatch
 standard-deviation feature in D, one-sided label smoothing, a learning rate of 1e-3, and samples from an exponential
 moving average of G's weights whose half-life grows with the images seen, its batch-norm statistics re-estimated
-(common/weight_average.py; BENCHMARKS.md measures each). For short runs, --pca-start starts G's output layer as the
-training images' principal components, so that G draws blurred digits from the first step. Quality is judged in the
-features of the cached MNIST classifier (common/classifier.py), a network the project trains itself, named by its
-weights' hash in metrics.json: Frechet distance, inception score and each digit's share, of 5k samples against the
-first 5k training images after each epoch, and of 10k against the 10k test images at the end, with other z. --fid
-inception adds the standard FID and KID (common/fid.py; optional weights) of 10k samples against the 10k test images.
+(common/weight_average.py; BENCHMARKS.md measures each). A run of at most 1,000 steps, such as a quick trial,
+starts G's output layer as the training images' principal components (--pca-start auto), so that G draws blurred
+digits from the first step. Quality is judged in the features of the cached MNIST classifier (common/classifier.py),
+a network the project trains itself, named by its weights' hash in metrics.json: Frechet distance, inception score
+and each digit's share, of 5k samples against the first 5k training images after each epoch, and of 10k against the
+10k test images at the end, with other z. --fid inception adds the standard FID and KID (common/fid.py; optional
+weights) of 10k samples against the 10k test images.
 
     python gan_mnist.py                                  # CPU: about 3.5 minutes on 2 cores
     python gan_mnist.py --device cuda --epochs 100       # GPU
     torchrun --standalone --nproc_per_node 4 gan_mnist.py --device cuda --epochs 100   # 4 GPUs (README)
     python gan_mnist.py --epochs 0 --num-samples 10000   # sample from the saved checkpoint, no training
-    python gan_mnist.py --limit 2000 --epochs 2 --pca-start   # a quick trial: 63 steps, digit shapes already
+    python gan_mnist.py --limit 2000 --epochs 2          # a quick trial: 63 steps, digit shapes already
 
 Writes to outputs/gan_mnist/: losses.png, discriminator.png, grids/epoch_NNN.png, progress.png, quality.png,
 samples.png, metrics.json, config.json, checkpoint.pt and, with --num-samples, samples.npz.
@@ -30,6 +31,7 @@ import torch
 from common import (checkpoints, classifier, cli, data, devices, distributed, fid, gan, mlp_gan, plots, progress,
                     run_folder, seeds, weight_average)
 
+PCA_START_STEPS = 1000  # --pca-start auto: ahead after 938 steps, level after 1,876, behind from 2,814 (BENCHMARKS.md)
 SETTINGS = {
     # Shared with the other scripts (common/cli.py, classifier.py, fid.py, weight_average.py): --data-dir,
     # --out-dir, --device auto, --seed 0, --overwrite, --limit 0, --resume, --num-samples 0,
@@ -54,8 +56,10 @@ SETTINGS = {
     "real_label": (0.9, "target for real images in D's loss; below 1 is one-sided label smoothing", "(0, 1]",
                    cli.FIXED),
     "minibatch_std": (True, "give D the batch's feature spread as one more input (Karras et al. 2018)", cli.FIXED),
-    "pca_start": (False, "start G's output layer as the training images' principal components: blurred digits from "
-                          "the first step, for short runs (the full run ends worse: BENCHMARKS.md)", cli.FIXED),
+    "pca_start": ("auto", "start G's output layer as the training images' principal components, which draws blurred "
+                          f"digits from the first step: auto does in runs of at most {PCA_START_STEPS:,} steps (a "
+                          "quick trial), where it wins; a longer run ends worse with it (BENCHMARKS.md)",
+                  ("auto", "on", "off"), cli.FIXED),
     "ema_half_life": (44000, "samples come from an exponential moving average of G's weights with this half-life "
                              "in images (0: G itself); about 0.999 per step of 64", "[0, inf)", cli.FIXED),
     **weight_average.SETTINGS,
@@ -77,6 +81,13 @@ def build(cfg, device):
     optimizer_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, 0.999), fused=fused)
     optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, 0.999), fused=fused)
     return generator, discriminator, optimizer_g, optimizer_d
+
+
+def starts_as_principal_components(cfg, num_images):
+    """Whether G's output layer starts as the images' principal components: --pca-start on, or auto in a run of at
+    most PCA_START_STEPS steps."""
+    steps = cfg.epochs * -(-num_images // cfg.batch_size)
+    return cfg.pca_start == "on" or (cfg.pca_start == "auto" and steps <= PCA_START_STEPS)
 
 
 def train_step(generator, discriminator, optimizer_g, optimizer_d, images, cfg):
@@ -147,7 +158,7 @@ def main(argv=None):
     if cfg.epochs:
         seeds.seed_everything(cfg.seed)  # the initial weights are the seed's too
         generator, discriminator, optimizer_g, optimizer_d = build(cfg, device)
-        if cfg.pca_start:  # G starts as the images' linear model (a resumed run loads its weights over it)
+        if starts_as_principal_components(cfg, len(train_images)):  # a resumed run loads its weights over it
             mlp_gan.start_as_principal_components(generator, train_images, cfg.seed)
         average, history, first_epoch = gan.start(checkpoint_path, cfg, "mlp", cli.fixed_on_resume(SETTINGS),
                                                   generator, discriminator, optimizer_g, optimizer_d)

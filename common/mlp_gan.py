@@ -30,12 +30,14 @@ class Generator(nn.Module):
 @torch.no_grad()
 def start_as_principal_components(generator, images, seed=0):
     """Start G's output layer as a principal-component model of uint8 ``images`` (N x C x H x W, the first 10,000 of
-    them), taken before the Tanh (atanh of the pixels, clamped to +-0.98 so that black is a finite -2.3):
-    its bias the images' mean, its weights their top latent_dim components, each scaled by its standard deviation and
-    read through a fixed random projection of the last hidden layer. That layer's units are ReLUs of batch-normalised
-    values, N(0, 1) at the start: mean 1 / sqrt(2 pi) and variance 1/2 - 1/(2 pi) each, so the projection gives about
-    N(0, I) coordinates. G then draws blurred digit shapes from the first step, which training sharpens; from the
-    usual random start the first hundred steps draw grey tiles and speckle (BENCHMARKS.md, "The quick trial")."""
+    them), taken before the Tanh (atanh of the pixels, clamped to +-0.98 so that black is a finite -2.3): its bias
+    the images' mean, and added to its random weights the top latent_dim components, each scaled by its standard
+    deviation and read through a fixed random projection of the last hidden layer. That layer's units are ReLUs of
+    batch-normalised values, N(0, 1) at the start: mean 1 / sqrt(2 pi) and variance 1/2 - 1/(2 pi) each, so the
+    projection gives about N(0, I) coordinates. G then draws blurred digit shapes from the first step, which training
+    sharpens; from the usual random start the first hundred steps draw grey tiles and speckle. The random weights
+    stay: without them the layer has rank latent_dim, and the quick trial's digits are further from MNIST's
+    (BENCHMARKS.md, "The quick trial")."""
     output = generator.net[-3]                                            # the Linear before the Tanh
     pixels = torch.atanh(data.to_signed_range(images[:10000]).flatten(1).clamp(-0.98, 0.98))  # N x C*H*W
     variances, components = torch.linalg.eigh(torch.cov(pixels.T))        # ascending
@@ -44,8 +46,8 @@ def start_as_principal_components(generator, images, seed=0):
     hidden_mean, hidden_variance = 1 / math.sqrt(2 * math.pi), 0.5 - 1 / (2 * math.pi)
     projection = torch.randn(rank, output.in_features, generator=torch.Generator().manual_seed(seed))
     weight = scaled @ projection.to(scaled.device) / math.sqrt(output.in_features * hidden_variance)
-    output.weight.copy_(weight)
-    output.bias.copy_(pixels.mean(0) - hidden_mean * weight.sum(1))
+    output.weight.add_(weight)
+    output.bias.copy_(pixels.mean(0) - hidden_mean * output.weight.sum(1))
 
 
 class MinibatchStd(nn.Module):

@@ -54,8 +54,10 @@ def test_trains_on_a_subset_writes_every_output_and_samples_from_its_checkpoint(
     # The weight average has left G's random initial weights behind after these 200 steps (its half-life ramps up
     # with the images seen; a fixed decay of 0.999 would still hold 82% of them): it lies by G's last weights, not by
     # G's first ones. Its batch-norm statistics are its own, re-estimated, not G's.
-    torch.manual_seed(0)  # what the script drew G's initial weights from
-    initial = mlp_gan.Generator(**checkpoint["generator_config"]).state_dict()
+    torch.manual_seed(0)  # what the script drew G's initial weights from, then started as principal components
+    initial = mlp_gan.Generator(**checkpoint["generator_config"])
+    mlp_gan.start_as_principal_components(initial, data.load_mnist(data_dir, limit=6400)[0], seed=0)
+    initial = initial.state_dict()
     average, last = checkpoint["generator_ema"], checkpoint["generator"]
 
     def distance(a, b):
@@ -82,8 +84,9 @@ def test_trains_on_a_subset_writes_every_output_and_samples_from_its_checkpoint(
     assert again["epochs"] == 2 and again["frechet_distance"] == pytest.approx(metrics["frechet_distance"])
     images = np.load(out / "samples.npz")["images"]
     assert images.shape == (37, 1, 28, 28) and images.dtype == np.uint8 and images.max() > 200
-    # 200 steps do not make digits yet, but they turn the untrained generator's uniform grey (Tanh of small
-    # outputs: every pixel near 0.5) into light strokes on a dark background, as in MNIST.
+    # 200 steps, started from the images' principal components (--pca-start auto), draw light strokes on a dark
+    # background, as in MNIST, where the untrained generator's random start draws uniform grey (Tanh of small
+    # outputs: every pixel near 0.5).
     untrained = gan.generate(mlp_gan.Generator(), 37, "cpu", seed=0).numpy()
     assert (images < 102).mean() > 0.6 and (untrained < 102).mean() < 0.1
 
@@ -155,12 +158,27 @@ def test_g_started_as_principal_components_draws_the_images_mean_and_their_main_
     assert float((drawn.mean(0) - pixels.mean(0)).abs().max()) < 0.25   # pixels span about 4.6 (-2.3 to 2.3)
     along = torch.var(drawn @ components[:, -8:], dim=0)                 # the top 8 components
     assert (along / variances[-8:]).min() > 0.5 and (along / variances[-8:]).max() < 2
-    across = torch.var(drawn @ components[:, :-64], dim=0)               # every other direction: none of the spread
-    assert float(across.sum()) < 0.01 * float(variances[-64:].sum())
     random = mlp_gan.Generator()
     with torch.no_grad():
-        spread = torch.var(random.net[:-2](torch.randn(4000, 64)) @ components[:, -8:], dim=0)
+        drawn_at_random = random.net[:-2](torch.randn(4000, 64))
+    spread = torch.var(drawn_at_random @ components[:, -8:], dim=0)
     assert float(spread.max()) < 0.1 * float(variances[-8:].min())
+    # Every other direction keeps the random start's small spread only: the start adds nothing there.
+    across = torch.var(drawn @ components[:, :-64], dim=0).sum()
+    assert float(across) < 1.2 * float(torch.var(drawn_at_random @ components[:, :-64], dim=0).sum())
+
+
+@pytest.mark.parametrize("pca_start, limit, epochs, expected", [
+    ("auto", 2000, 2, True),      # the quick trial: 64 steps
+    ("auto", 60000, 1, True),     # 938 steps, where the start still leads
+    ("auto", 60000, 2, False),    # 1,876 steps: level with the random start, which leads after
+    ("auto", 60000, 11, False),   # the default run
+    ("on", 60000, 11, True),
+    ("off", 2000, 2, False),
+])
+def test_pca_start_auto_starts_from_the_principal_components_in_short_runs_only(pca_start, limit, epochs, expected):
+    cfg = SimpleNamespace(pca_start=pca_start, epochs=epochs, batch_size=64)
+    assert gan_mnist.starts_as_principal_components(cfg, limit) == expected
 
 
 def test_minibatch_std_tells_identical_fakes_from_varied_ones():
