@@ -7,7 +7,7 @@ the quality measurement, the epoch's grid, the checkpoint) is one call into comm
 onto a few digit shapes, as PyTorch-GAN's gan.py does here (bench/gan_mnist_vs_pytorch_gan.py): a minibatch
 standard-deviation feature in D, one-sided label smoothing, a learning rate of 1e-3, and samples from an exponential
 moving average of G's weights whose half-life grows with the images seen, its batch-norm statistics re-estimated
-(common/weight_average.py; BENCHMARKS.md measures each). A run of at most 1,000 steps, such as a quick trial,
+(common/weight_average.py; BENCHMARKS.md measures each). A run of at most 2,000 steps, such as a quick trial,
 starts G's output layer as the training images' principal components (--pca-start auto), so that G draws blurred
 digits from the first step. Quality is judged in the features of the cached MNIST classifier (common/classifier.py),
 a network the project trains itself, named by its weights' hash in metrics.json: Frechet distance, inception score
@@ -31,7 +31,7 @@ import torch
 from common import (checkpoints, classifier, cli, data, devices, distributed, fid, gan, mlp_gan, plots, progress,
                     run_folder, seeds, weight_average)
 
-PCA_START_STEPS = 1000  # --pca-start auto: ahead after 938 steps, level after 1,876, behind from 2,814 (BENCHMARKS.md)
+PCA_START_STEPS = 2000  # --pca-start auto: ahead after 938 and 1,876 steps, behind from 2,814 on (BENCHMARKS.md)
 SETTINGS = {
     # Shared with the other scripts (common/cli.py, classifier.py, fid.py, weight_average.py): --data-dir,
     # --out-dir, --device auto, --seed 0, --overwrite, --limit 0, --resume, --num-samples 0,

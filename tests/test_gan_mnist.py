@@ -170,8 +170,8 @@ def test_g_started_as_principal_components_draws_the_images_mean_and_their_main_
 
 @pytest.mark.parametrize("pca_start, limit, epochs, expected", [
     ("auto", 2000, 2, True),      # the quick trial: 64 steps
-    ("auto", 60000, 1, True),     # 938 steps, where the start still leads
-    ("auto", 60000, 2, False),    # 1,876 steps: level with the random start, which leads after
+    ("auto", 60000, 2, True),     # 1,876 steps, where the start still leads
+    ("auto", 60000, 3, False),    # 2,814 steps: the random start leads from here on
     ("auto", 60000, 11, False),   # the default run
     ("on", 60000, 11, True),
     ("off", 2000, 2, False),
