@@ -248,6 +248,18 @@ def combine(scores, validation_scores):
 
 # ----- the threshold, the evaluation mix and the benchmark -----
 
+def saw_validation_split(checkpoint, log=print):
+    """Whether the checkpoint's VAE may have been trained on validation digits, with a warning if so: seen digits
+    score lower than unseen ones, so a percentile of their scores is too low a threshold."""
+    train_examples = checkpoint.get("train_examples")
+    if train_examples is not None and train_examples <= vae.MNIST_TRAINING_IMAGES - vae.VALIDATION_SIZE:
+        return False
+    log(f"warning: this VAE was trained on {train_examples or 'all 60,000'} MNIST training images, more than the "
+        f"{vae.MNIST_TRAINING_IMAGES - vae.VALIDATION_SIZE:,} outside the validation split, so it saw validation "
+        f"digits and the threshold comes out too low; retrain it with vae_mnist.py, which holds them out")
+    return True
+
+
 def calibrate(cfg, model, device):
     """Fit what the scores need on normal digits of MNIST's training file only, and set the thresholds. No test image
     is involved.
@@ -716,7 +728,7 @@ def main(argv=None):
         return None  # under torchrun: the other processes' part was training the VAE, if it was absent
 
     timer = progress.Timer(device)
-    vae_saw_validation = vae.saw_validation_split(checkpoint)
+    vae_saw_validation = saw_validation_split(checkpoint)
     # (1) The thresholds, from normal validation digits only.
     detector = calibrate(cfg, model, device)
     if user_images:

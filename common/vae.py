@@ -231,18 +231,6 @@ def load_split(split, data_dir, device, limit=0):
     return images[indices], labels[indices]
 
 
-def saw_validation_split(checkpoint, log=print):
-    """Whether the checkpoint's VAE may have been trained on validation digits, with a warning if so: seen digits
-    score lower than unseen ones, so a percentile of their scores is too low a threshold."""
-    train_examples = checkpoint.get("train_examples")
-    if train_examples is not None and train_examples <= MNIST_TRAINING_IMAGES - VALIDATION_SIZE:
-        return False
-    log(f"warning: this VAE was trained on {train_examples or 'all 60,000'} MNIST training images, more than the "
-        f"{MNIST_TRAINING_IMAGES - VALIDATION_SIZE:,} outside the validation split, so it saw validation digits "
-        f"and the threshold comes out too low; retrain it with vae_mnist.py, which holds them out")
-    return True
-
-
 DEFAULT_CHECKPOINT = Path("outputs/vae_mnist/checkpoint.pt")  # where vae_mnist.py saves its VAE by default
 CHECKPOINT_SETTINGS = {
     "vae_checkpoint": (str(DEFAULT_CHECKPOINT),

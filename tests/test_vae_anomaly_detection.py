@@ -177,11 +177,11 @@ def test_the_validation_split_is_random_fixed_and_disjoint_from_training_and_tes
 
 def test_a_vae_of_the_earlier_split_is_flagged_with_the_fix():
     said = []
-    assert vae.saw_validation_split({"train_examples": 55_000}, log=said.append)   # the file's first 55,000
-    assert vae.saw_validation_split({}, log=said.append)                           # before the count was kept
+    assert vad.saw_validation_split({"train_examples": 55_000}, log=said.append)   # the file's first 55,000
+    assert vad.saw_validation_split({}, log=said.append)                           # before the count was kept
     assert len(said) == 2 and all("retrain it with vae_mnist.py" in line and "\n" not in line for line in said)
-    assert not vae.saw_validation_split({"train_examples": 50_000}, log=said.append)
-    assert not vae.saw_validation_split({"train_examples": 3000}, log=said.append) and len(said) == 2
+    assert not vad.saw_validation_split({"train_examples": 50_000}, log=said.append)
+    assert not vad.saw_validation_split({"train_examples": 3000}, log=said.append) and len(said) == 2
 
 
 def test_the_binomial_interval_of_known_counts():
