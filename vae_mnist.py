@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from common import checkpoints, cli, data, devices, distributed, files, plots, progress, run_folder, seeds, vae
-from common.batches import epoch_batches
+from common.seeds import epoch_batches
 
 SETTINGS = {
     # Shared with the other scripts (common/cli.py): --data-dir, --out-dir, --device auto, --seed 0, --overwrite,

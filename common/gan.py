@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from common import checkpoints, classifier, cli, data, dcgan, distributed, fid, files, mlp_gan, plots, progress
-from common.batches import epoch_batches
+from common.seeds import epoch_batches
 
 QUALITY_KEYS = ("frechet_distance", "inception_score", "class_shares", "min_class_share")
 GENERATORS = {"mlp": mlp_gan.Generator, "dcgan": dcgan.Generator}  # a checkpoint's architecture -> its generator
@@ -108,7 +108,7 @@ def _resumed(checkpoint_path, cfg, architecture, fixed):
 
 
 def batches(train_images, cfg, epoch, device):
-    """The epoch's batches of indices (common/batches.py), under a progress bar."""
+    """The epoch's batches of indices (common/seeds.py), under a progress bar."""
     return progress.progress(epoch_batches(len(train_images), cfg.batch_size, cfg.seed, epoch, device), epoch,
                              cfg.epochs)
 
