@@ -147,6 +147,7 @@ def main(argv=None):
 
     plot_curves(history, out, "binarised MNIST" if cfg.binarize else "MNIST")
     plot_images(model, test_images, test_labels, out, model.config["latent_dim"])
+    iw_nll = vae.importance_weighted_nll_per_image(model, data.to_unit_range(tested), cfg.iw_samples)
     metrics = {  # the test numbers are the last epoch's evaluation, which the curves end with
         "test_loss": history["test_loss"][-1],
         "test_reconstruction": history["test_reconstruction"][-1],
@@ -154,7 +155,7 @@ def main(argv=None):
         "train_loss": history["train_loss"][-1],
         "active_units": vae.active_units(model, tested),
         "latent_dim": model.config["latent_dim"],
-        "iw_nll": vae.importance_weighted_nll(model, tested, cfg.iw_samples),
+        "iw_nll": iw_nll.mean().item(),
         "iw_samples": cfg.iw_samples,
         "epochs": len(history["test_loss"]),
         "train_seconds": sum(history["seconds"]),

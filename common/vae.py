@@ -200,11 +200,6 @@ def importance_weighted_nll_per_image(model, images, samples, batch_size=64, dec
     return torch.cat(estimates)
 
 
-def importance_weighted_nll(model, images, samples):
-    """The mean of ``importance_weighted_nll_per_image`` over uint8 ``images``: nats per image."""
-    return importance_weighted_nll_per_image(model, data.to_unit_range(images), samples).mean().item()
-
-
 @torch.no_grad()
 def active_units(model, images, threshold=0.01, batch_size=1000):
     """Latent dimensions whose posterior mean varies across images: Cov_x(E_q[z_u]) > 0.01 (Burda et al. 2016)."""
