@@ -101,14 +101,6 @@ def evaluate(model, images, batch_size=1000):
     return reconstruction + kl, reconstruction, kl
 
 
-def learning_rate(peak, step, warmup_steps, total_steps):
-    """Linear warm-up, then cosine decay to 0: a function of the step alone, so resuming needs no scheduler state."""
-    if step < warmup_steps:
-        return peak * (step + 1) / warmup_steps
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return peak * 0.5 * (1 + math.cos(math.pi * progress))
-
-
 # ----- the epoch loop's bookkeeping (vae_mnist.py shows the loop) -----
 
 HISTORY_KEYS = ("train_loss", "train_reconstruction", "train_kl", "test_loss", "test_reconstruction", "test_kl",
