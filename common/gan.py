@@ -116,7 +116,7 @@ def batches(train_images, cfg, epoch, device):
 def record_epoch(history, steps, epoch, checkpoint_path, timer, generator, discriminator):
     """The epoch's ``steps`` (``step_statistics``) and seconds into ``history``; stops before anything is saved if a
     loss diverged. Steps and batch norm's running statistics are averaged over the processes."""
-    steps = distributed.mean(torch.stack(steps))
+    steps = distributed.total(torch.stack(steps)) / distributed.world_size()
     checkpoints.stop_if_diverged({"the discriminator's loss": steps[:, 0], "the generator's loss": steps[:, 1]},
                                  epoch, checkpoint_path, "lower --lr-g and --lr-d")
     for key, values in zip(["loss_d", "loss_g", "d_real", "d_fake"], steps.T.tolist()):
