@@ -18,11 +18,13 @@ log-likelihood of any image distribution. --binarize trains and tests on binaris
 Writes to outputs/vae_mnist/: elbo.png, kl.png, reconstructions.png, samples.png, metrics.json, config.json,
 checkpoint.pt and, with --num-samples, samples.npz.
 """
+import math
+
 import numpy as np
 import torch
 
 from common import checkpoints, cli, data, devices, distributed, files, plots, progress, run_folder, seeds, vae
-from common.batches import epoch_batches
+from common.seeds import epoch_batches
 
 SETTINGS = {
     # Shared with the other scripts (common/cli.py): --data-dir, --out-dir, --device auto, --seed 0, --overwrite,
@@ -55,6 +57,14 @@ SETTINGS = {
 def binarize(images, generator=None):
     """uint8 grey levels -> uint8 0 or 255, each pixel white with probability (its level / 255)."""
     return torch.bernoulli(data.to_unit_range(images), generator=generator).mul_(255).to(torch.uint8)
+
+
+def learning_rate(peak, step, warmup_steps, total_steps):
+    """Linear warm-up, then cosine decay to 0: a function of the step alone, so resuming needs no scheduler state."""
+    if step < warmup_steps:
+        return peak * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return peak * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def plot_curves(history, out, dataset):
@@ -125,7 +135,7 @@ def main(argv=None):
             for step, index in enumerate(progress.progress(batches, epoch, cfg.epochs),
                                          start=(epoch - 1) * steps_per_epoch):
                 for group in optimizer.param_groups:
-                    group["lr"] = vae.learning_rate(cfg.lr, step, total_steps // 10, total_steps)
+                    group["lr"] = learning_rate(cfg.lr, step, total_steps // 10, total_steps)
                 images = binarize(train_images[index]) if cfg.binarize else train_images[index]
                 # Minimise the negative ELBO, reconstruction + KL, averaged over the batch's images.
                 reconstruction, kl = vae.negative_elbo(trained, data.to_unit_range(images))
@@ -147,6 +157,7 @@ def main(argv=None):
 
     plot_curves(history, out, "binarised MNIST" if cfg.binarize else "MNIST")
     plot_images(model, test_images, test_labels, out, model.config["latent_dim"])
+    iw_nll = vae.importance_weighted_nll_per_image(model, data.to_unit_range(tested), cfg.iw_samples)
     metrics = {  # the test numbers are the last epoch's evaluation, which the curves end with
         "test_loss": history["test_loss"][-1],
         "test_reconstruction": history["test_reconstruction"][-1],
@@ -154,7 +165,7 @@ def main(argv=None):
         "train_loss": history["train_loss"][-1],
         "active_units": vae.active_units(model, tested),
         "latent_dim": model.config["latent_dim"],
-        "iw_nll": vae.importance_weighted_nll(model, tested, cfg.iw_samples),
+        "iw_nll": iw_nll.mean().item(),
         "iw_samples": cfg.iw_samples,
         "epochs": len(history["test_loss"]),
         "train_seconds": sum(history["seconds"]),

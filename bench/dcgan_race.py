@@ -56,8 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import dcgan_cifar10  # noqa: E402
 import dcgan_speed  # noqa: E402  (bench/, beside this file)
 import gpu_defaults_and_fid  # noqa: E402
-from common import (batches, classifier, cli, data, devices, fid, files, gan, plots, progress, seeds,  # noqa: E402
-                    weight_average)
+from common import classifier, cli, data, devices, fid, files, gan, plots, progress, seeds, weight_average  # noqa: E402
 
 INCEPTION_IMAGES_PER_SECOND = 7.2  # Inception-v3 on 2 CPU cores: the rate behind the estimate printed at the start
 REFERENCE_IMAGES = 10000  # the real images of the KID and FID: all the test images, or as many training images
@@ -118,7 +117,7 @@ def default_recipe(overrides, seed, images, device):
     autocast, memory_format = dcgan_cifar10.precision(device)
     generator, average = networks[0], copy.deepcopy(networks[0])
     order = itertools.chain.from_iterable(
-        batches.shuffled_batches(len(images), cfg.batch_size, seeds.seed_epoch(seed, epoch), device)
+        seeds.shuffled_batches(len(images), cfg.batch_size, seeds.seed_epoch(seed, epoch), device)
         for epoch in itertools.count(1))
     steps = itertools.count()
 

@@ -23,7 +23,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import gan_mnist  # noqa: E402
-from common import batches, classifier, cli, data, devices, files, gan, plots, progress, run_folder, seeds  # noqa: E402
+from common import classifier, cli, data, devices, files, gan, plots, progress, run_folder, seeds  # noqa: E402
 from common.plots import plt  # noqa: E402
 
 SETTINGS = {
@@ -91,7 +91,7 @@ def run_baseline(cfg, device, seconds, quality):
     while elapsed < seconds:
         epoch += 1
         timer = progress.Timer(device)
-        for index in batches.shuffled_batches(len(train_images), 64, seeds.seed_epoch(cfg.seed, epoch), device):
+        for index in seeds.shuffled_batches(len(train_images), 64, seeds.seed_epoch(cfg.seed, epoch), device):
             real_imgs = data.to_signed_range(train_images[index])
             valid = torch.ones(len(real_imgs), 1, device=device)
             fake = torch.zeros(len(real_imgs), 1, device=device)

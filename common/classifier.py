@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common import batches, checkpoints, cli, data, files, metrics, progress, seeds
+from common import checkpoints, cli, data, files, metrics, progress, seeds
 from common.cli import UserError
 
 FEATURES = 128  # the width of the classifiers' hidden layer: the features a Frechet distance compares
@@ -112,7 +112,7 @@ def _train(model, train, test, path, epochs, batch_size, lr, seed):
         for epoch in range(1, epochs + 1):
             model.train()
             order = seeds.seed_epoch(seed, epoch)
-            for index in progress.progress(batches.shuffled_batches(len(images), batch_size, order, device), epoch,
+            for index in progress.progress(seeds.shuffled_batches(len(images), batch_size, order, device), epoch,
                                            epochs):
                 loss = F.cross_entropy(model(data.to_unit_range(images[index])), labels[index])
                 optimizer.zero_grad(set_to_none=True)

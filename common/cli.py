@@ -59,19 +59,15 @@ class _HelpFormatter(argparse.HelpFormatter):
         return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False, break_long_words=False)
 
     def _fill_text(self, text, width, indent):
-        lines, prose = [], ""
-        for line in text.splitlines() + [""]:
-            if line.strip() and not line[0].isspace():
-                # A word broken at a line's end ("10-nearest-" / "neighbour") is joined again.
-                joined = not prose or (prose.endswith("-") and not prose.endswith(" -"))
-                prose += line.strip() if joined else " " + line.strip()
-                continue
-            if prose:
-                lines += textwrap.wrap(prose, width, initial_indent=indent, subsequent_indent=indent,
-                                       break_on_hyphens=False, break_long_words=False)
-                prose = ""
-            lines.append(line)
-        return "\n".join(lines).strip("\n")
+        lines = []  # prose lines joined into paragraphs; indented (the example commands) and blank lines as written
+        for line in text.strip("\n").splitlines():
+            if lines and lines[-1][:1].strip() and line[:1].strip():
+                broken = lines[-1].endswith("-") and not lines[-1].endswith(" -")  # "10-nearest-" / "neighbour"
+                lines[-1] += line.strip() if broken else " " + line.strip()
+            else:
+                lines.append(line.rstrip() if line[:1].strip() else line)
+        return "\n".join("\n".join(indent + part for part in self._split_lines(line, width - len(indent)))
+                         if line[:1].strip() else line for line in lines)
 
 
 def _check_interval(name, value, interval):

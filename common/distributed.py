@@ -141,11 +141,6 @@ def total(tensor):
     return tensor
 
 
-def mean(tensor):
-    """The mean of ``tensor`` over the processes (logged losses)."""
-    return total(tensor) / world_size()
-
-
 def from_main(function, *args):
     """``function(*args)`` run by rank 0 alone (keep tensors on the CPU), its result or ``UserError`` handed to every
     process: for what only rank 0 can read, such as a checkpoint on its machine's disk."""

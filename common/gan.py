@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from common import checkpoints, classifier, cli, data, dcgan, distributed, fid, files, mlp_gan, plots, progress
-from common.batches import epoch_batches
+from common.seeds import epoch_batches
 
 QUALITY_KEYS = ("frechet_distance", "inception_score", "class_shares", "min_class_share")
 GENERATORS = {"mlp": mlp_gan.Generator, "dcgan": dcgan.Generator}  # a checkpoint's architecture -> its generator
@@ -108,7 +108,7 @@ def _resumed(checkpoint_path, cfg, architecture, fixed):
 
 
 def batches(train_images, cfg, epoch, device):
-    """The epoch's batches of indices (common/batches.py), under a progress bar."""
+    """The epoch's batches of indices (common/seeds.py), under a progress bar."""
     return progress.progress(epoch_batches(len(train_images), cfg.batch_size, cfg.seed, epoch, device), epoch,
                              cfg.epochs)
 
@@ -116,7 +116,7 @@ def batches(train_images, cfg, epoch, device):
 def record_epoch(history, steps, epoch, checkpoint_path, timer, generator, discriminator):
     """The epoch's ``steps`` (``step_statistics``) and seconds into ``history``; stops before anything is saved if a
     loss diverged. Steps and batch norm's running statistics are averaged over the processes."""
-    steps = distributed.mean(torch.stack(steps))
+    steps = distributed.total(torch.stack(steps)) / distributed.world_size()
     checkpoints.stop_if_diverged({"the discriminator's loss": steps[:, 0], "the generator's loss": steps[:, 1]},
                                  epoch, checkpoint_path, "lower --lr-g and --lr-d")
     for key, values in zip(["loss_d", "loss_g", "d_real", "d_fake"], steps.T.tolist()):

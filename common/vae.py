@@ -101,14 +101,6 @@ def evaluate(model, images, batch_size=1000):
     return reconstruction + kl, reconstruction, kl
 
 
-def learning_rate(peak, step, warmup_steps, total_steps):
-    """Linear warm-up, then cosine decay to 0: a function of the step alone, so resuming needs no scheduler state."""
-    if step < warmup_steps:
-        return peak * (step + 1) / warmup_steps
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return peak * 0.5 * (1 + math.cos(math.pi * progress))
-
-
 # ----- the epoch loop's bookkeeping (vae_mnist.py shows the loop) -----
 
 HISTORY_KEYS = ("train_loss", "train_reconstruction", "train_kl", "test_loss", "test_reconstruction", "test_kl",
@@ -200,11 +192,6 @@ def importance_weighted_nll_per_image(model, images, samples, batch_size=64, dec
     return torch.cat(estimates)
 
 
-def importance_weighted_nll(model, images, samples):
-    """The mean of ``importance_weighted_nll_per_image`` over uint8 ``images``: nats per image."""
-    return importance_weighted_nll_per_image(model, data.to_unit_range(images), samples).mean().item()
-
-
 @torch.no_grad()
 def active_units(model, images, threshold=0.01, batch_size=1000):
     """Latent dimensions whose posterior mean varies across images: Cov_x(E_q[z_u]) > 0.01 (Burda et al. 2016)."""
@@ -229,18 +216,6 @@ def load_split(split, data_dir, device, limit=0):
     indices = torch.as_tensor({"training": training, "validation": validation}[split][:limit or None],
                               device=images.device)
     return images[indices], labels[indices]
-
-
-def saw_validation_split(checkpoint, log=print):
-    """Whether the checkpoint's VAE may have been trained on validation digits, with a warning if so: seen digits
-    score lower than unseen ones, so a percentile of their scores is too low a threshold."""
-    train_examples = checkpoint.get("train_examples")
-    if train_examples is not None and train_examples <= MNIST_TRAINING_IMAGES - VALIDATION_SIZE:
-        return False
-    log(f"warning: this VAE was trained on {train_examples or 'all 60,000'} MNIST training images, more than the "
-        f"{MNIST_TRAINING_IMAGES - VALIDATION_SIZE:,} outside the validation split, so it saw validation digits "
-        f"and the threshold comes out too low; retrain it with vae_mnist.py, which holds them out")
-    return True
 
 
 DEFAULT_CHECKPOINT = Path("outputs/vae_mnist/checkpoint.pt")  # where vae_mnist.py saves its VAE by default

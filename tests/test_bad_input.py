@@ -21,7 +21,7 @@ import torch
 import dcgan_cifar10
 import gan_mnist
 import vae_mnist
-from common import batches, checkpoints, classifier, cli, data, dcgan, files, mlp_gan, progress, vae
+from common import checkpoints, classifier, cli, data, dcgan, files, mlp_gan, progress, seeds, vae
 from tests.conftest import DATA, REPO, folder_fingerprint
 
 
@@ -347,10 +347,10 @@ def test_a_classifier_path_that_cannot_be_written_is_refused_before_training(dat
 # ----- batch norm and the last batch -----
 
 def test_a_last_batch_of_one_joins_the_one_before_it():
-    parts = batches.shuffled_batches(129, 64, torch.Generator().manual_seed(0))
+    parts = seeds.shuffled_batches(129, 64, torch.Generator().manual_seed(0))
     assert [len(batch) for batch in parts] == [64, 65]
     assert sorted(torch.cat(parts).tolist()) == list(range(129))
-    assert [len(batch) for batch in batches.shuffled_batches(1, 64, torch.Generator())] == [1]
+    assert [len(batch) for batch in seeds.shuffled_batches(1, 64, torch.Generator())] == [1]
 
 
 def test_a_gan_run_whose_last_batch_holds_one_image_trains_and_too_few_images_are_refused(data_dir, tmp_path,

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from common import batches, checkpoints, classifier, cli, data, devices, files, vae
+from common import checkpoints, classifier, cli, data, devices, files, seeds, vae
 from tests.conftest import REPO
 
 
@@ -41,8 +41,8 @@ def test_missing_data_folder_is_one_clear_error(tmp_path):
 
 
 def test_batches_visit_every_example_once_in_a_new_order_each_epoch():
-    first = batches.shuffled_batches(1000, 128, torch.Generator().manual_seed(1))
-    second = batches.shuffled_batches(1000, 128, torch.Generator().manual_seed(2))
+    first = seeds.shuffled_batches(1000, 128, torch.Generator().manual_seed(1))
+    second = seeds.shuffled_batches(1000, 128, torch.Generator().manual_seed(2))
     assert [len(batch) for batch in first] == [128] * 7 + [104]
     assert sorted(torch.cat(first).tolist()) == list(range(1000))
     assert not torch.equal(torch.cat(first), torch.cat(second))

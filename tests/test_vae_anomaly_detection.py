@@ -13,7 +13,7 @@ from torchvision import io
 
 import vae_anomaly_detection as vad
 import vae_mnist
-from common import anomaly_scores, cli, corruptions, data, vae
+from common import cli, corruptions, data, vae
 from tests.conftest import DATA, folder_fingerprint
 
 FIGURES = ["detectors.png", "histograms_reconstruction.png", "histograms.png", "roc.png", "gallery.png"]
@@ -90,7 +90,7 @@ def test_detects_corruptions_with_a_threshold_from_validation_digits_only(data_d
     # binomial interval of 1% for this many digits, and whether the observed rate is inside.
     rate = metrics["false_positive_rate"]
     assert rate["observed"] == counts["fp"] / metrics["num_normal"] and rate["promised"] == pytest.approx(0.01)
-    low, high = anomaly_scores.binomial_interval(metrics["num_normal"], 0.01)
+    low, high = vad.binomial_interval(metrics["num_normal"], 0.01)
     assert rate["interval"] == [low / metrics["num_normal"], high / metrics["num_normal"]]
     assert rate["inside"] == (low <= counts["fp"] <= high) and 0.001 < rate["observed"] < 0.03
     assert metrics["val_false_positive_rate"] == pytest.approx(0.01, abs=0.001)
@@ -115,12 +115,12 @@ def test_detects_corruptions_with_a_threshold_from_validation_digits_only(data_d
     # It is the percentile of the validation digits' scores, under the grey-level model counted on training digits
     # (checked on the first 1,000 validation digits, rescored here).
     train_images, _ = vae.load_split("training", data_dir, "cpu", vad.GREY_LEVEL_DIGITS)
-    grey_levels = anomaly_scores.fit_grey_levels(model, data.to_unit_range(train_images))
+    grey_levels = vad.fit_grey_levels(model, data.to_unit_range(train_images))
     assert torch.equal(detector.grey_levels, grey_levels)
     val_images, _ = vae.load_split("validation", data_dir, "cpu")
     assert len(val_images) == vae.VALIDATION_SIZE
-    rescored = anomaly_scores.score_images(model, data.to_unit_range(val_images[:1000]), grey_levels)
-    for name in anomaly_scores.COMBINATIONS["combined"]:
+    rescored = vad.score_images(model, data.to_unit_range(val_images[:1000]), grey_levels)
+    for name in vad.COMBINATIONS["combined"]:
         assert rescored[name] == pytest.approx(detector.validation_scores[name][:1000], rel=1e-5)
     assert metrics["threshold"] == pytest.approx(np.percentile(detector.validation_scores["combined"], 99), rel=1e-5)
 
@@ -177,18 +177,18 @@ def test_the_validation_split_is_random_fixed_and_disjoint_from_training_and_tes
 
 def test_a_vae_of_the_earlier_split_is_flagged_with_the_fix():
     said = []
-    assert vae.saw_validation_split({"train_examples": 55_000}, log=said.append)   # the file's first 55,000
-    assert vae.saw_validation_split({}, log=said.append)                           # before the count was kept
+    assert vad.saw_validation_split({"train_examples": 55_000}, log=said.append)   # the file's first 55,000
+    assert vad.saw_validation_split({}, log=said.append)                           # before the count was kept
     assert len(said) == 2 and all("retrain it with vae_mnist.py" in line and "\n" not in line for line in said)
-    assert not vae.saw_validation_split({"train_examples": 50_000}, log=said.append)
-    assert not vae.saw_validation_split({"train_examples": 3000}, log=said.append) and len(said) == 2
+    assert not vad.saw_validation_split({"train_examples": 50_000}, log=said.append)
+    assert not vad.saw_validation_split({"train_examples": 3000}, log=said.append) and len(said) == 2
 
 
 def test_the_binomial_interval_of_known_counts():
     # Binomial(10, 1/2): P(K <= 1) = 11/1024 and P(K >= 9) = 11/1024 lie within 2.5%, P(K <= 2) = 56/1024 does not.
-    assert anomaly_scores.binomial_interval(10, 0.5) == (2, 8)
+    assert vad.binomial_interval(10, 0.5) == (2, 8)
     # 1% of 10,000: checked against exact tail sums in rational arithmetic.
-    low, high = anomaly_scores.binomial_interval(10_000, 0.01)
+    low, high = vad.binomial_interval(10_000, 0.01)
     assert (low, high) == (81, 120)
 
     def below(k):   # P(K < k), exactly
@@ -402,3 +402,7 @@ def test_a_png_it_cannot_score_is_one_line_exit_code_2_and_leaves_the_output_fol
 def test_a_bad_word_setting_is_refused_before_any_data_is_read(tmp_path, flags, expected):
     with pytest.raises(cli.UserError, match=expected):
         vad.main([*flags, "--data-dir", str(tmp_path / "nowhere"), "--out-dir", str(tmp_path / "run")])
+
+
+def test_anomaly_score_offers_every_combination_and_score():
+    assert vad.SETTINGS["anomaly_score"][2] == (*vad.COMBINATIONS, *vad.SCORES, "iw_nll")
