@@ -56,9 +56,10 @@ def accuracy(model, images, labels, batch_size=1000):
     return correct / len(images)
 
 
-def load_or_train(model, train, test, path, epochs=3, batch_size=128, lr=2e-3, seed=0):
-    """(``model`` with the weights cached at ``path``, trained there first if absent, its identity). A file at ``path``
-    that is not a classifier of this config is refused, never retrained over: it may be the user's."""
+def load_or_train(model, load_data, path, epochs=3, batch_size=128, lr=2e-3, seed=0):
+    """(``model`` with the weights cached at ``path``, trained there first if absent on what ``load_data()`` returns,
+    (train, test) pairs of images and labels; its identity). A file at ``path`` that is not a classifier of this config
+    is refused, never retrained over: it may be the user's."""
     path = Path(path)
     device = next(model.parameters()).device
     if path.exists():
@@ -72,6 +73,7 @@ def load_or_train(model, train, test, path, epochs=3, batch_size=128, lr=2e-3, s
         return model.eval(), cached["identity"]
 
     files.check_writable_file(path, "--classifier")
+    train, test = load_data()
     with cli.step_without_saving(f"training the classifier for {path}, which is written only once trained"):
         print(f"no classifier at {path}: training one on {len(train[0])} images ({epochs} epochs)")
         identity = _train(model, train, test, path, epochs, batch_size, lr, seed)
@@ -131,9 +133,8 @@ def _train(model, train, test, path, epochs, batch_size, lr, seed):
 def mnist_classifier(data_dir, device, path=MNIST_CACHE, limit=0):
     """The cached MNIST classifier and its identity (kept in metrics.json), trained first if ``path`` is absent."""
     model = SmallCNN(in_channels=1, image_size=28).to(device)
-    train = data.load_mnist(data_dir, train=True, device=device, limit=limit)
-    test = data.load_mnist(data_dir, train=False, device=device)
-    return load_or_train(model, train, test, path)
+    return load_or_train(model, lambda: (data.load_mnist(data_dir, train=True, device=device, limit=limit),
+                                         data.load_mnist(data_dir, train=False, device=device)), path)
 
 
 @torch.no_grad()
@@ -175,6 +176,5 @@ def cifar10_classifier(data_dir, device, path=CIFAR10_CACHE, limit=0):
     """The cached CIFAR-10 classifier and its identity. Its features need only be the same in every run: a stronger
     classifier would cost far more time for a few points of accuracy."""
     model = SmallCNN(in_channels=3, image_size=32, channels=32, hidden=FEATURES).to(device)
-    train = data.load_cifar10(data_dir, train=True, device=device, limit=limit)
-    test = data.load_cifar10(data_dir, train=False, device=device)
-    return load_or_train(model, train, test, path)
+    return load_or_train(model, lambda: (data.load_cifar10(data_dir, train=True, device=device, limit=limit),
+                                         data.load_cifar10(data_dir, train=False, device=device)), path)

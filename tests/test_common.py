@@ -254,6 +254,10 @@ def test_a_classifier_trained_twice_with_one_seed_is_the_same_network_and_says_s
     model = classifier.SmallCNN(in_channels=1, image_size=28)
     model.load_state_dict(cached["model"])
     assert classifier.weights_hash(model) == identities[0]["weights_sha256"] == cached["identity"]["weights_sha256"]
+    # A cached classifier is read without the dataset it was trained on: a run that only needs its judge does not
+    # load 70,000 images first.
+    _, identity = classifier.mnist_classifier(tmp_path / "no data here", torch.device("cpu"), tmp_path / "a.pt")
+    assert identity == identities[0]
 
 
 @pytest.mark.parametrize("values, expected", [
