@@ -19,7 +19,7 @@ weights) of 10k samples against the 10k test images.
     python gan_mnist.py --device cuda --epochs 100       # GPU
     torchrun --standalone --nproc_per_node 4 gan_mnist.py --device cuda --epochs 100   # 4 GPUs (README)
     python gan_mnist.py --epochs 0 --num-samples 10000   # sample from the saved checkpoint, no training
-    python gan_mnist.py --limit 2000 --epochs 2          # a quick trial: 63 steps, digit shapes already
+    python gan_mnist.py --limit 2000 --epochs 2          # a quick trial: 64 steps, digit shapes already
 
 Writes to outputs/gan_mnist/: losses.png, discriminator.png, grids/epoch_NNN.png, progress.png, quality.png,
 samples.png, metrics.json, config.json, checkpoint.pt and, with --num-samples, samples.npz.

@@ -30,15 +30,19 @@ def small_classifier(data_dir, path):
     return model
 
 
-def test_trains_on_a_subset_writes_every_output_and_samples_from_its_checkpoint(data_dir, tmp_path):
+def test_trains_on_a_subset_writes_every_output_and_samples_from_its_checkpoint(data_dir, tmp_path, monkeypatch):
     out, cache = tmp_path / "run", tmp_path / "mnist_classifier.pt"
+    started = []  # the images G's output layer started from: a run of 200 steps starts from their components
+    start = mlp_gan.start_as_principal_components
+    monkeypatch.setattr(mlp_gan, "start_as_principal_components",
+                        lambda generator, images, seed: started.append(len(images)) or start(generator, images, seed))
     small_classifier(data_dir, cache)
     (out / "grids").mkdir(parents=True)
     (out / "grids" / "epoch_007.png").write_bytes(b"a grid of an earlier run, longer than this one")
     common = ["--data-dir", str(data_dir), "--out-dir", str(out), "--device", "cpu", "--classifier", str(cache)]
     metrics = gan_mnist.main(common + ["--limit", "6400", "--epochs", "2", "--quality-samples", "500",
                                        "--eval-images", "1000"])
-    assert json.loads((out / "metrics.json").read_text()).keys() == set(METRICS)
+    assert json.loads((out / "metrics.json").read_text()).keys() == set(METRICS) and started == [6400]
     for name in FIGURES:
         assert (out / name).stat().st_size > 10_000, name
     assert sorted(path.name for path in (out / "grids").iterdir()) == ["epoch_001.png", "epoch_002.png"]
@@ -51,7 +55,7 @@ def test_trains_on_a_subset_writes_every_output_and_samples_from_its_checkpoint(
     assert json.loads((out / "metrics.json").read_text())["classifier"]["weights_sha256"] == \
         classifier.weights_hash(small_classifier(data_dir, cache))
 
-    # The weight average has left G's random initial weights behind after these 200 steps (its half-life ramps up
+    # The weight average has left G's initial weights behind after these 200 steps (its half-life ramps up
     # with the images seen; a fixed decay of 0.999 would still hold 82% of them): it lies by G's last weights, not by
     # G's first ones. Its batch-norm statistics are its own, re-estimated, not G's.
     torch.manual_seed(0)  # what the script drew G's initial weights from, then started as principal components
