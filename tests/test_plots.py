@@ -6,7 +6,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from matplotlib.lines import Line2D
 
 import dcgan_cifar10
 import latent_interpolation
